@@ -1,0 +1,1 @@
+"""Autoregressive image models: PixelCNN++, Gated PixelCNN, masked PixelCNN."""

@@ -1,0 +1,29 @@
+"""Installs pixelcnnpp: autoregressive image models in TensorFlow 2."""
+
+import setuptools
+
+setuptools.setup(
+    name="pixelcnnpp",
+    version="0.1.0",
+    description=("PixelCNN++, Gated PixelCNN and masked PixelCNN in "
+                 "TensorFlow 2, with fast cached sampling."),
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["pixelcnnpp", "pixelcnnpp.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        # TFP 0.25 refuses to import without tf_keras, although the parts
+        # used here (distributions) do not use it.
+        "tensorflow-probability>=0.25,<0.26",
+        "tf-keras>=2.21,<2.22",
+        "tensorflow-datasets>=4.9",
+        "absl-py>=2.0",
+        "numpy>=1.26",
+        "pillow>=10.0",
+    ],
+    extras_require={
+        "test": ["pytest>=8.0"],
+        "plot": ["matplotlib>=3.8"],
+    },
+)
