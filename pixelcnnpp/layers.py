@@ -1,0 +1,295 @@
+"""Layers of autoregressive image networks, reusable on their own.
+
+All layers are `tf.Module`s that create their variables at construction
+(the number of input channels is an argument), work on NHWC tensors and
+accept a `dtype` so that a whole network can run in float64 for exact
+checks. Convolutions are weight-normalised (Salimans and Kingma, 2016)
+unless built with `weight_norm=False`; their data-dependent initialisation
+runs when a layer is called with `init=True`, which also works inside
+`tf.function` because it only assigns to existing variables.
+
+The shifted convolutions of PixelCNN++ pad the input so that the output at
+(i, j) sees only rows above i (`DownShiftedConv2D`), or rows above i and
+columns left of j in row i (`DownRightShiftedConv2D`), and they keep the
+spatial size. Each of them is split into a vertical zero padding
+(`pad_top`) and a convolution that is "valid" vertically
+(`conv_padded_rows`): the fast sampler feeds the second half with rows it
+has cached instead of the zero padding, and so runs exactly the same
+arithmetic as a full pass.
+"""
+
+import tensorflow as tf
+
+
+def concat_elu(x):
+  """ELU of x and of -x, concatenated on the channel axis (doubles C)."""
+  return tf.nn.elu(tf.concat([x, -x], axis=-1))
+
+
+def down_shift(x):
+  """Shifts [B, H, W, C] down one row; the top row becomes zeros."""
+  return tf.pad(x, [[0, 0], [1, 0], [0, 0], [0, 0]])[:, :-1]
+
+
+def right_shift(x):
+  """Shifts [B, H, W, C] right one column; the left column becomes zeros."""
+  return tf.pad(x, [[0, 0], [0, 0], [1, 0], [0, 0]])[:, :, :-1]
+
+
+class WeightNormConv2D(tf.Module):
+  """2-D convolution, weight-normalised, with explicit padding.
+
+  The kernel is `g * v / ||v||`, the norm taken over every axis but the
+  output channel. With `weight_norm=False` the kernel is a plain variable
+  and `init=True` does nothing.
+
+  Args:
+    in_channels: input channels C_in.
+    filters: output channels C_out.
+    kernel_size: (kh, kw).
+    strides: int, the same stride on both axes.
+    padding: ((top, bottom), (left, right)) zeros added before a "valid"
+      convolution.
+    weight_norm: bool.
+    init_scale: the output standard deviation that data-dependent
+      initialisation aims for.
+    dtype: float dtype of the variables and of the computation.
+  """
+
+  def __init__(self, in_channels, filters, kernel_size, strides=1,
+               padding=((0, 0), (0, 0)), weight_norm=True, init_scale=1.0,
+               dtype=tf.float32, name=None):
+    super().__init__(name=name)
+    self.in_channels = in_channels
+    self.filters = filters
+    self.kernel_size = tuple(kernel_size)
+    self.strides = strides
+    self.padding = tuple(tuple(p) for p in padding)
+    self.weight_norm = weight_norm
+    self.init_scale = init_scale
+    shape = self.kernel_size + (in_channels, filters)
+    self.v = tf.Variable(
+        tf.random.normal(shape, stddev=0.05, dtype=dtype), name="v")
+    if weight_norm:
+      self.g = tf.Variable(tf.ones([filters], dtype), name="g")
+    self.b = tf.Variable(tf.zeros([filters], dtype), name="b")
+
+  def kernel(self):
+    """The effective kernel [kh, kw, C_in, C_out]."""
+    if not self.weight_norm:
+      return self.v
+    return self.g * tf.nn.l2_normalize(self.v, axis=[0, 1, 2])
+
+  def pad_top(self, x):
+    """Adds the vertical zero padding (the rows above the image)."""
+    (top, bottom), _ = self.padding
+    return tf.pad(x, [[0, 0], [top, bottom], [0, 0], [0, 0]])
+
+  def conv_padded_rows(self, x, init=False):
+    """Convolves input that already carries its vertical padding.
+
+    Args:
+      x: [B, H_in + top + bottom, W_in, C_in].
+      init: run data-dependent initialisation on this batch first.
+
+    Returns:
+      [B, H_out, W_out, C_out].
+    """
+    _, (left, right) = self.padding
+    x = tf.pad(x, [[0, 0], [0, 0], [left, right], [0, 0]])
+    if init and self.weight_norm:
+      return self._initialize(x)
+    y = tf.nn.conv2d(x, self.kernel(), self.strides, "VALID")
+    return tf.nn.bias_add(y, self.b)
+
+  def __call__(self, x, init=False):
+    """[B, H, W, C_in] -> [B, H_out, W_out, C_out]."""
+    return self.conv_padded_rows(self.pad_top(x), init=init)
+
+  def _initialize(self, x):
+    direction = tf.nn.l2_normalize(self.v, axis=[0, 1, 2])
+    y = tf.nn.conv2d(x, direction, self.strides, "VALID")
+    mean, variance = tf.nn.moments(y, axes=[0, 1, 2])
+    scale = self.init_scale / tf.sqrt(variance + 1e-10)
+    self.g.assign(scale)
+    self.b.assign(-mean * scale)
+    return (y - mean) * scale
+
+
+class DownShiftedConv2D(WeightNormConv2D):
+  """Convolution whose output at (i, j) sees input rows up to i only.
+
+  With the default (2, 3) kernel and a later `down_shift`, the vertical
+  stream of PixelCNN++ sees only the rows above each pixel. A stride of 2
+  halves the size (rounding up) and keeps the same property per cell.
+  """
+
+  def __init__(self, in_channels, filters, kernel_size=(2, 3), strides=1,
+               **kwargs):
+    kh, kw = kernel_size
+    padding = ((kh - 1, 0), ((kw - 1) // 2, (kw - 1) // 2))
+    super().__init__(in_channels, filters, kernel_size, strides, padding,
+                     **kwargs)
+
+
+class DownRightShiftedConv2D(WeightNormConv2D):
+  """Convolution whose output at (i, j) sees rows up to i, columns up to j.
+
+  The horizontal stream of PixelCNN++ is built from these with the default
+  (2, 2) kernel: nothing below or to the right of a pixel reaches it.
+  """
+
+  def __init__(self, in_channels, filters, kernel_size=(2, 2), strides=1,
+               **kwargs):
+    kh, kw = kernel_size
+    padding = ((kh - 1, 0), (kw - 1, 0))
+    super().__init__(in_channels, filters, kernel_size, strides, padding,
+                     **kwargs)
+
+
+class ShiftedConv2DTranspose(tf.Module):
+  """Stride-2 transposed convolution that doubles H and W, kept causal.
+
+  Low-resolution cell (k, l) feeds output rows 2k and 2k + 1 only, so a
+  network that was causal at low resolution stays causal. With
+  `right_shifted=False` (kernel (2, 3)) the output is centred on the cell
+  horizontally, as for the vertical stream; with `right_shifted=True`
+  (kernel (2, 2)) cell (k, l) feeds only columns 2l and 2l + 1, as for the
+  horizontal stream.
+
+  Note: the output is cropped to `output_size`, which may be one less than
+  double the input on either axis, for images whose size is odd.
+  """
+
+  def __init__(self, in_channels, filters, right_shifted,
+               weight_norm=True, init_scale=1.0, dtype=tf.float32,
+               name=None):
+    super().__init__(name=name)
+    self.in_channels = in_channels
+    self.filters = filters
+    self.right_shifted = right_shifted
+    self.kernel_size = (2, 2) if right_shifted else (2, 3)
+    self.weight_norm = weight_norm
+    self.init_scale = init_scale
+    shape = self.kernel_size + (filters, in_channels)
+    self.v = tf.Variable(
+        tf.random.normal(shape, stddev=0.05, dtype=dtype), name="v")
+    if weight_norm:
+      self.g = tf.Variable(tf.ones([filters], dtype), name="g")
+    self.b = tf.Variable(tf.zeros([filters], dtype), name="b")
+
+  def kernel(self):
+    """The effective kernel [kh, kw, C_out, C_in]."""
+    if not self.weight_norm:
+      return self.v
+    return self.g[:, None] * tf.nn.l2_normalize(self.v, axis=[0, 1, 3])
+
+  def __call__(self, x, output_size, init=False):
+    """[B, h, w, C_in] -> [B, H, W, C_out] with H <= 2h, W <= 2w."""
+    batch, height, width = tf.unstack(tf.shape(x)[:3])
+    kh, kw = self.kernel_size
+    full_shape = tf.stack([batch, 2 * height + kh - 1,
+                           2 * width + kw - 1, self.filters])
+    kernel = self.kernel()
+    if init and self.weight_norm:
+      kernel = tf.nn.l2_normalize(self.v, axis=[0, 1, 3])
+    y = tf.nn.conv2d_transpose(x, kernel, full_shape, 2, "VALID")
+
+    # The extra row at the bottom would see the next cell down; the extra
+    # columns are the kernel's overhang. Both are cut away.
+    left = (kw - 1) // 2
+    out_h, out_w = output_size
+    y = y[:, :out_h, left:left + out_w]
+    if init and self.weight_norm:
+      mean, variance = tf.nn.moments(y, axes=[0, 1, 2])
+      scale = self.init_scale / tf.sqrt(variance + 1e-10)
+      self.g.assign(scale)
+      self.b.assign(-mean * scale)
+      return (y - mean) * scale
+    return tf.nn.bias_add(y, self.b)
+
+
+class NetworkInNetwork(tf.Module):
+  """A 1x1 convolution: a dense layer on the channel axis, weight-normalised.
+
+  Maps [..., C_in] to [..., C_out] at every position independently, so it
+  never mixes positions and cannot break causality.
+  """
+
+  def __init__(self, in_channels, units, weight_norm=True, init_scale=1.0,
+               dtype=tf.float32, name=None):
+    super().__init__(name=name)
+    self.in_channels = in_channels
+    self.units = units
+    self.weight_norm = weight_norm
+    self.init_scale = init_scale
+    self.v = tf.Variable(
+        tf.random.normal([in_channels, units], stddev=0.05, dtype=dtype),
+        name="v")
+    if weight_norm:
+      self.g = tf.Variable(tf.ones([units], dtype), name="g")
+    self.b = tf.Variable(tf.zeros([units], dtype), name="b")
+
+  def kernel(self):
+    """The effective weight matrix [C_in, C_out]."""
+    if not self.weight_norm:
+      return self.v
+    return self.g * tf.nn.l2_normalize(self.v, axis=0)
+
+  def __call__(self, x, init=False):
+    if init and self.weight_norm:
+      y = tf.tensordot(x, tf.nn.l2_normalize(self.v, axis=0), 1)
+      axes = list(range(len(x.shape) - 1))
+      mean, variance = tf.nn.moments(y, axes=axes)
+      scale = self.init_scale / tf.sqrt(variance + 1e-10)
+      self.g.assign(scale)
+      self.b.assign(-mean * scale)
+      return (y - mean) * scale
+    return tf.tensordot(x, self.kernel(), 1) + self.b
+
+
+class MaskedConv2D(WeightNormConv2D):
+  """Convolution with a raster-order mask (van den Oord et al., 2016).
+
+  Mask type "A" hides the centre position and everything after it in
+  raster order; type "B" shows the centre. Applied to every channel alike:
+  channels of one pixel are treated as one unit (predicted in parallel).
+  The output has the input's size ("same" padding).
+  """
+
+  def __init__(self, in_channels, filters, kernel_size, mask_type,
+               **kwargs):
+    if mask_type not in ("A", "B"):
+      raise ValueError(f"mask_type must be 'A' or 'B', not {mask_type!r}")
+    kh, kw = kernel_size
+    if kh % 2 == 0 or kw % 2 == 0:
+      raise ValueError(f"a masked convolution needs an odd kernel size, "
+                       f"not {tuple(kernel_size)}")
+    padding = ((kh // 2, kh // 2), (kw // 2, kw // 2))
+    super().__init__(in_channels, filters, kernel_size, 1, padding,
+                     **kwargs)
+    self.mask_type = mask_type
+    mask = [[float(r < kh // 2 or (r == kh // 2 and c < kw // 2)
+                   or (mask_type == "B" and r == kh // 2 and c == kw // 2))
+             for c in range(kw)] for r in range(kh)]
+    self.mask = tf.constant(mask, dtype=self.v.dtype)[:, :, None, None]
+
+  def kernel(self):
+    masked_v = self.v * self.mask
+    if not self.weight_norm:
+      return masked_v
+    # A masked-out weight has no direction to contribute, so the norm is
+    # that of the visible weights.
+    norm = tf.sqrt(tf.reduce_sum(tf.square(masked_v), axis=[0, 1, 2])
+                   + 1e-12)
+    return self.g * masked_v / norm
+
+  def _initialize(self, x):
+    g = self.g
+    self.g.assign(tf.ones_like(g))
+    y = tf.nn.conv2d(x, self.kernel(), self.strides, "VALID")
+    mean, variance = tf.nn.moments(y, axes=[0, 1, 2])
+    scale = self.init_scale / tf.sqrt(variance + 1e-10)
+    self.g.assign(scale)
+    self.b.assign(-mean * scale)
+    return (y - mean) * scale

@@ -1,0 +1,225 @@
+"""Models: a network and a likelihood head, with checked inputs.
+
+`PixelCNNPlusPlus(...)` builds the model of Salimans et al. (2017). Every
+model offers
+
+  * `log_prob(images, labels)`: log p(x) per image in nats, [B];
+  * `bits_per_dim(images, labels)`: -log p(x) / (H W C ln 2) per image;
+  * `params(images, labels)`: the head's parameters at every pixel;
+  * `sample(num, seed=..., temperature=..., labels=..., prefix=...)`;
+  * `initialize(images, labels)`: data-dependent initialisation.
+
+Images are integers 0..255 of shape [B, H, W, C]; anything else is
+refused with a message that says what was wrong.
+
+Example:
+
+  model = pixelcnnpp.PixelCNNPlusPlus((28, 28, 1), likelihood="mixture")
+  model.initialize(train_images[:64])
+  nats = model.log_prob(test_images)              # [B]
+  samples = model.sample(16, seed=0)              # int32 [16, 28, 28, 1]
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from pixelcnnpp import likelihoods
+from pixelcnnpp import networks
+from pixelcnnpp import sampling
+
+
+class ImageError(ValueError):
+  """Images of the wrong shape, type or range."""
+
+
+class AutoregressiveModel(tf.Module):
+  """A network giving per-pixel parameters, and a head reading them.
+
+  Args:
+    network: has `forward(images, labels, ops)`, `image_shape`,
+      `num_classes` and `dtype`.
+    head: a likelihood head from `likelihoods.get_head`.
+    seed: seeds the generator of dropout masks during training.
+  """
+
+  def __init__(self, network, head, seed=0, name=None):
+    super().__init__(name=name)
+    self.network = network
+    self.head = head
+    self.image_shape = tuple(network.image_shape)
+    self.num_classes = network.num_classes
+    self.dtype = network.dtype
+    self.num_dims = int(np.prod(self.image_shape))
+    self.dropout_rng = tf.random.Generator.from_seed(seed)
+
+  def check_images(self, images):
+    """Validates images and returns them as an int32 tensor [B, H, W, C].
+
+    Raises:
+      ImageError: wrong rank, size or channel count, a non-numeric or
+        non-whole dtype, NaN, or values outside 0..255.
+    """
+    height, width, channels = self.image_shape
+    if isinstance(images, (np.ndarray, list, tuple)):
+      images = np.asarray(images)
+      if images.dtype.kind not in "uifb":
+        raise ImageError(f"images must be numbers 0..255, not "
+                         f"{images.dtype}")
+    images = tf.convert_to_tensor(images)
+    shape = images.shape
+    if shape.rank is not None and shape.rank != 4:
+      raise ImageError(
+          f"images must have shape [batch, {height}, {width}, {channels}], "
+          f"got rank {shape.rank} {shape}; add a batch axis with "
+          f"images[None] or a channel axis with images[..., None]")
+    if shape.rank == 4 and shape[1:] != (height, width, channels) and \
+        shape[1:].is_fully_defined():
+      raise ImageError(
+          f"images must have shape [batch, {height}, {width}, {channels}] "
+          f"for this model, got {shape}")
+    if not (images.dtype.is_integer or images.dtype.is_floating
+            or images.dtype.is_bool):
+      raise ImageError(f"images must be numbers 0..255, not {images.dtype}")
+
+    if tf.executing_eagerly():
+      values = images.numpy()
+      if values.size:
+        if np.isnan(values).any():
+          raise ImageError("images contain NaN")
+        low, high = values.min(), values.max()
+        if low < 0 or high > 255:
+          raise ImageError(
+              f"images must lie in 0..255, got values from {low} to "
+              f"{high}; rescale floats in [0, 1] with "
+              f"np.round(images * 255)")
+        if images.dtype.is_floating and not np.all(values == np.round(
+            values)):
+          raise ImageError(
+              "images must be whole numbers 0..255, got fractional "
+              "values; rescale floats in [0, 1] with "
+              "np.round(images * 255)")
+    else:
+      message = "images must be whole numbers in 0..255 (and not NaN)"
+      checked = tf.cast(images, tf.float64)
+      tf.debugging.assert_equal(checked, tf.round(checked),
+                                message=message)
+      tf.debugging.assert_greater_equal(checked, tf.constant(0.0, tf.float64),
+                                        message=message)
+      tf.debugging.assert_less_equal(checked, tf.constant(255.0, tf.float64),
+                                     message=message)
+    return tf.cast(images, tf.int32)
+
+  def one_hot_labels(self, labels, batch_size=None):
+    """Class labels, integers [B] or one-hot [B, N], as one-hot [B, N].
+
+    Returns None for an unconditional model.
+    """
+    if self.num_classes == 0:
+      if labels is not None:
+        raise ValueError("this model was built without num_classes, so it "
+                         "takes no labels")
+      return None
+    if labels is None:
+      raise ValueError(f"this model is class-conditional: pass labels, "
+                       f"integers in 0..{self.num_classes - 1} or one-hot "
+                       f"vectors of length {self.num_classes}")
+    labels = tf.convert_to_tensor(labels)
+    if labels.shape.rank == 0:
+      labels = tf.fill([batch_size or 1], labels)
+    if labels.shape.rank == 1:
+      if not labels.dtype.is_integer:
+        raise ValueError(f"integer labels expected, got {labels.dtype}")
+      if tf.executing_eagerly():
+        values = labels.numpy()
+        if values.size and (values.min() < 0
+                            or values.max() >= self.num_classes):
+          raise ValueError(f"labels must lie in 0..{self.num_classes - 1}, "
+                           f"got {values.min()}..{values.max()}")
+      return tf.one_hot(labels, self.num_classes, dtype=self.dtype)
+    if labels.shape.rank == 2 and labels.shape[-1] == self.num_classes:
+      return tf.cast(labels, self.dtype)
+    raise ValueError(f"labels must be integers [batch] or one-hot "
+                     f"[batch, {self.num_classes}], got shape {labels.shape}")
+
+  def params(self, images, labels=None, training=False, dropout_seed=None):
+    """The head's parameters at every pixel, [B, H, W, num_params].
+
+    Args:
+      images: [B, H, W, C] integers 0..255.
+      labels: integers [B] or one-hot [B, N], for a conditional model.
+      training: apply dropout.
+      dropout_seed: int32 [2] seed of the dropout masks; drawn from the
+        model's generator when None.
+    """
+    images = self.check_images(images)
+    return self._params(images, labels, training, dropout_seed)
+
+  def _params(self, images, labels, training, dropout_seed):
+    labels = self.one_hot_labels(labels, tf.shape(images)[0])
+    if training and dropout_seed is None:
+      dropout_seed = self.dropout_rng.make_seeds(1)[:, 0]
+    ops = networks.FullPass(training=training, dropout_seed=dropout_seed)
+    return self.network.forward(images, labels, ops)
+
+  def log_prob(self, images, labels=None, training=False,
+               dropout_seed=None):
+    """log p(images | labels) in nats, float [B]."""
+    images = self.check_images(images)
+    params = self._params(images, labels, training, dropout_seed)
+    per_subpixel = self.head.log_prob(params, images)
+    return tf.reduce_sum(per_subpixel, axis=[1, 2, 3])
+
+  def bits_per_dim(self, images, labels=None, training=False,
+                   dropout_seed=None):
+    """-log2 p(images | labels) / (H W C), float [B]."""
+    return likelihoods.bits_per_dim(
+        self.log_prob(images, labels, training, dropout_seed),
+        self.num_dims)
+
+  def initialize(self, images, labels=None):
+    """Data-dependent initialisation of the weight-normalised layers.
+
+    Sets each layer's gain and bias so that its outputs on `images` have
+    zero mean and the layer's target scale per channel. Gains and biases
+    are per channel, so masks and shifts, and with them causality, are
+    untouched. Works eagerly and inside `tf.function`.
+    """
+    images = self.check_images(images)
+    labels = self.one_hot_labels(labels, tf.shape(images)[0])
+    self.network.forward(images, labels, networks.FullPass(init=True))
+
+  def sample(self, num, seed=0, temperature=1.0, labels=None, prefix=None,
+             prefix_length=None, method="fast", return_params=False):
+    """Draws images; see `sampling.sample` for the arguments."""
+    return sampling.sample(self, num, seed=seed, temperature=temperature,
+                           labels=labels, prefix=prefix,
+                           prefix_length=prefix_length, method=method,
+                           return_params=return_params)
+
+
+def PixelCNNPlusPlus(image_shape, likelihood="mixture", num_filters=32,
+                     num_resnet=1, num_hierarchies=2, num_logistic_mix=5,
+                     dropout_p=0.5, num_classes=0, channel_coupling=False,
+                     weight_norm=True, dtype=tf.float32, seed=0):
+  """Builds PixelCNN++ with the named likelihood head.
+
+  Args:
+    image_shape: (H, W, C).
+    likelihood: "mixture" (discretized logistic mixture) or "softmax".
+    num_filters, num_resnet, num_hierarchies, dropout_p, num_classes,
+      weight_norm, dtype: see `networks.PixelCNNPlusPlusNetwork`.
+    num_logistic_mix: mixture components per sub-pixel.
+    channel_coupling: couple colour channels as in the paper.
+    seed: seed of the dropout masks.
+
+  Returns:
+    An `AutoregressiveModel`.
+  """
+  head = likelihoods.get_head(likelihood, image_shape[-1], num_logistic_mix,
+                              channel_coupling)
+  network = networks.PixelCNNPlusPlusNetwork(
+      image_shape, head.num_params, num_filters=num_filters,
+      num_resnet=num_resnet, num_hierarchies=num_hierarchies,
+      dropout_p=dropout_p, num_classes=num_classes,
+      weight_norm=weight_norm, dtype=dtype)
+  return AutoregressiveModel(network, head, seed=seed)

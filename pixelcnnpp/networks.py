@@ -1,0 +1,264 @@
+"""Networks that map images to per-pixel distribution parameters.
+
+A network's `forward(images, labels, ops)` is written once and run in two
+ways, chosen by the `ops` object that carries out each layer:
+
+  * `FullPass`: the whole image at once, for training, evaluation and the
+    reference sampler.
+  * `sampling.RowPass`: one row at a time, with the rows above taken from
+    caches, for the fast sampler.
+
+Every layer call goes through `ops` (`conv`, `deconv`, `nin`,
+`down_shift`, `dropout`); element-wise code is shared by both passes.
+"""
+
+import tensorflow as tf
+
+from pixelcnnpp import layers
+from pixelcnnpp.likelihoods import scale_images
+
+
+class FullPass:
+  """Runs layers on whole images.
+
+  Args:
+    training: apply dropout.
+    init: run data-dependent initialisation of every weight-normalised
+      layer on this batch.
+    dropout_seed: stateless seed, int32 [2], for the dropout masks; the
+      masks do not depend on the data, so two passes with the same seed
+      drop the same units.
+  """
+
+  def __init__(self, training=False, init=False, dropout_seed=None):
+    self.training = training
+    self.init = init
+    self.dropout_seed = dropout_seed
+    self._num_dropouts = 0
+
+  def conv(self, layer, x):
+    return layer(x, init=self.init)
+
+  def deconv(self, layer, x, output_size):
+    return layer(x, output_size, init=self.init)
+
+  def nin(self, layer, x):
+    return layer(x, init=self.init)
+
+  def down_shift(self, x, level):
+    del level  # Only the row-by-row pass needs it.
+    return layers.down_shift(x)
+
+  def dropout(self, x, rate):
+    if not self.training or rate == 0:
+      return x
+    seed = tf.random.experimental.stateless_fold_in(
+        self.dropout_seed, self._num_dropouts)
+    self._num_dropouts += 1
+    return tf.nn.experimental.stateless_dropout(x, rate, seed)
+
+
+class GatedResnet(tf.Module):
+  """Gated residual block of PixelCNN++ with concat_elu.
+
+  x + a * sigmoid(b), where [a, b] = conv2(dropout(concat_elu(
+  conv1(concat_elu(x)) + nin(concat_elu(aux))))) + class bias. The two
+  convolutions are of the class given (down- or down-right-shifted), so the
+  block keeps whichever causal property its stream has, provided `aux`
+  has it too.
+
+  Args:
+    num_filters: channels of x and of the output.
+    conv_class: `layers.DownShiftedConv2D` or `DownRightShiftedConv2D`.
+    aux_channels: channels of the auxiliary input, 0 for none.
+    num_classes: label classes for the class-conditional bias, 0 for none.
+    dropout_p: dropout rate inside the block.
+    level: resolution stage (0 is full size), for the row-by-row pass.
+  """
+
+  def __init__(self, num_filters, conv_class, aux_channels=0, num_classes=0,
+               dropout_p=0.0, level=0, weight_norm=True, dtype=tf.float32,
+               name=None):
+    super().__init__(name=name)
+    kwargs = dict(weight_norm=weight_norm, dtype=dtype)
+    self.dropout_p = dropout_p
+    self.conv1 = conv_class(2 * num_filters, num_filters, **kwargs)
+    self.conv1.level = level
+    self.aux = None
+    if aux_channels:
+      self.aux = layers.NetworkInNetwork(2 * aux_channels, num_filters,
+                                         **kwargs)
+    self.conv2 = conv_class(2 * num_filters, 2 * num_filters,
+                            init_scale=0.1, **kwargs)
+    self.conv2.level = level
+    self.class_bias = None
+    if num_classes:
+      self.class_bias = tf.Variable(
+          tf.random.normal([num_classes, 2 * num_filters], stddev=0.05,
+                           dtype=dtype), name="class_bias")
+
+  def __call__(self, x, aux, labels, ops):
+    """x [B, H, W, F], aux [B, H, W, A] or None, labels [B, N] or None."""
+    c1 = ops.conv(self.conv1, layers.concat_elu(x))
+    if aux is not None:
+      c1 += ops.nin(self.aux, layers.concat_elu(aux))
+    c1 = ops.dropout(layers.concat_elu(c1), self.dropout_p)
+    c2 = ops.conv(self.conv2, c1)
+    if labels is not None:
+      c2 += tf.matmul(labels, self.class_bias)[:, None, None, :]
+    a, b = tf.split(c2, 2, axis=-1)
+    return x + a * tf.sigmoid(b)
+
+
+def stage_sizes(height, width, num_hierarchies):
+  """Image size at each resolution stage: halved, rounding up."""
+  sizes = [(height, width)]
+  for _ in range(num_hierarchies - 1):
+    h, w = sizes[-1]
+    sizes.append(((h + 1) // 2, (w + 1) // 2))
+  return sizes
+
+
+class PixelCNNPlusPlusNetwork(tf.Module):
+  """The PixelCNN++ network of Salimans et al. (2017).
+
+  Two streams run side by side: `u` sees the rows above a pixel, `ul` the
+  rows above and the pixels to its left. A U-Net of `num_hierarchies`
+  stages, joined by stride-2 convolutions on the way down and stride-2
+  transposed convolutions on the way up, each stage with `num_resnet`
+  gated residual blocks (one more in each upward stage below the lowest),
+  and a shortcut from every block of the first pass into its partner of
+  the second pass.
+
+  Args:
+    image_shape: (H, W, C). Any positive size; stages halve it rounding
+      up.
+    num_params: parameters per pixel that the likelihood head needs.
+    num_filters: channels of every hidden layer.
+    num_resnet: gated residual blocks per stage.
+    num_hierarchies: resolution stages.
+    dropout_p: dropout rate inside the blocks, in [0, 1).
+    num_classes: label classes for conditioning, 0 for none.
+    weight_norm: weight-normalise every convolution.
+    dtype: float dtype of variables and computation.
+
+  Note: the paper's first layer sees the image through a 2x3 and a 1x3 +
+  2x1 convolution; so does this one. An extra input channel of ones marks
+  the image inside the zero padding, as in the paper's code.
+  """
+
+  def __init__(self, image_shape, num_params, num_filters=32, num_resnet=1,
+               num_hierarchies=2, dropout_p=0.5, num_classes=0,
+               weight_norm=True, dtype=tf.float32, name=None):
+    super().__init__(name=name)
+    height, width, channels = image_shape
+    if min(image_shape) < 1:
+      raise ValueError(f"image_shape must be positive, not {image_shape}")
+    if num_hierarchies < 1 or num_resnet < 1 or num_filters < 1:
+      raise ValueError("num_hierarchies, num_resnet and num_filters must "
+                       "each be at least 1")
+    if not 0.0 <= dropout_p < 1.0:
+      raise ValueError(f"dropout_p must be in [0, 1), not {dropout_p}")
+    self.image_shape = tuple(image_shape)
+    self.num_params = num_params
+    self.num_filters = num_filters
+    self.num_resnet = num_resnet
+    self.num_hierarchies = num_hierarchies
+    self.dropout_p = dropout_p
+    self.num_classes = num_classes
+    self.dtype = dtype
+    self.sizes = stage_sizes(height, width, num_hierarchies)
+
+    nf = num_filters
+    kwargs = dict(weight_norm=weight_norm, dtype=dtype)
+    down = layers.DownShiftedConv2D
+    down_right = layers.DownRightShiftedConv2D
+
+    def block(conv_class, aux_channels, level):
+      return GatedResnet(nf, conv_class, aux_channels, num_classes,
+                         dropout_p, level, **kwargs)
+
+    def at_level(layer, level):
+      layer.level = level
+      return layer
+
+    self.u_input = at_level(down(channels + 1, nf, (2, 3), **kwargs), 0)
+    self.ul_input_above = at_level(
+        down(channels + 1, nf, (1, 3), **kwargs), 0)
+    self.ul_input_left = at_level(
+        down_right(channels + 1, nf, (2, 1), **kwargs), 0)
+
+    self.u_downsample, self.ul_downsample = [], []
+    self.u_up_blocks, self.ul_up_blocks = [], []
+    for level in range(num_hierarchies):
+      if level > 0:
+        self.u_downsample.append(
+            at_level(down(nf, nf, strides=2, **kwargs), level - 1))
+        self.ul_downsample.append(
+            at_level(down_right(nf, nf, strides=2, **kwargs), level - 1))
+      self.u_up_blocks.append(
+          [block(down, 0, level) for _ in range(num_resnet)])
+      self.ul_up_blocks.append(
+          [block(down_right, nf, level) for _ in range(num_resnet)])
+
+    self.u_down_blocks, self.ul_down_blocks = [], []
+    self.u_upsample, self.ul_upsample = [], []
+    for level in reversed(range(num_hierarchies)):
+      extra = 1 if level < num_hierarchies - 1 else 0
+      self.u_down_blocks.append(
+          [block(down, nf, level) for _ in range(num_resnet + extra)])
+      self.ul_down_blocks.append(
+          [block(down_right, 2 * nf, level)
+           for _ in range(num_resnet + extra)])
+      if level > 0:
+        self.u_upsample.append(at_level(
+            layers.ShiftedConv2DTranspose(nf, nf, False, **kwargs), level))
+        self.ul_upsample.append(at_level(
+            layers.ShiftedConv2DTranspose(nf, nf, True, **kwargs), level))
+
+    self.output_layer = layers.NetworkInNetwork(nf, num_params, **kwargs)
+
+  def forward(self, images, labels, ops):
+    """Distribution parameters at every pixel.
+
+    Args:
+      images: [B, H', W, C] integers 0..255 (H' = H for a full pass, 1 for
+        a row).
+      labels: [B, num_classes] one-hot in the network's dtype, or None.
+      ops: a `FullPass` or a row-by-row pass.
+
+    Returns:
+      [B, H', W, num_params] in the network's dtype.
+    """
+    x = scale_images(images, self.dtype)
+    x = tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)
+
+    u = ops.down_shift(ops.conv(self.u_input, x), 0)
+    ul = (ops.down_shift(ops.conv(self.ul_input_above, x), 0)
+          + layers.right_shift(ops.conv(self.ul_input_left, x)))
+    u_list, ul_list = [u], [ul]
+    for level in range(self.num_hierarchies):
+      if level > 0:
+        u = ops.conv(self.u_downsample[level - 1], u)
+        ul = ops.conv(self.ul_downsample[level - 1], ul)
+        u_list.append(u)
+        ul_list.append(ul)
+      for u_block, ul_block in zip(self.u_up_blocks[level],
+                                   self.ul_up_blocks[level]):
+        u = u_block(u, None, labels, ops)
+        ul = ul_block(ul, u, labels, ops)
+        u_list.append(u)
+        ul_list.append(ul)
+
+    u, ul = u_list.pop(), ul_list.pop()
+    for stage, level in enumerate(reversed(range(self.num_hierarchies))):
+      for u_block, ul_block in zip(self.u_down_blocks[stage],
+                                   self.ul_down_blocks[stage]):
+        u = u_block(u, u_list.pop(), labels, ops)
+        ul = ul_block(ul, tf.concat([u, ul_list.pop()], -1), labels, ops)
+      if level > 0:
+        size = self.sizes[level - 1]
+        u = ops.deconv(self.u_upsample[stage], u, size)
+        ul = ops.deconv(self.ul_upsample[stage], ul, size)
+
+    return ops.nin(self.output_layer, tf.nn.elu(ul))
