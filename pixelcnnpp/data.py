@@ -123,9 +123,9 @@ def load(name, data_dir=None, image_size=None, grayscale=False,
         "mnist", "fashion_mnist" or any TFDS image data set ("cifar10").
       data_dir: directory holding the IDX files or the prepared TFDS data.
       image_size: if given, the side in pixels of the square images
-        returned: images are centre-cropped to a square and resized with
-        antialiasing. If None, images keep their native size, which must
-        then be the same for all of them.
+        returned: images are centre-cropped to a square and resized. If
+        None, images keep their native size, which must then be the same
+        for all of them.
       grayscale: convert colour images to one channel.
       test_fraction: share of images held out, in [0, 1), when the source
         has no test split of its own (folders, TFDS data sets without one).
@@ -358,8 +358,8 @@ def _adjust_images(images, grayscale, image_size):
       images: uint8 [H, W, C] or [N, H, W, C] in 0..255, array or tensor.
       grayscale: turn C = 3 into C = 1 with tf.image.rgb_to_grayscale.
       image_size: None, or the side of the square output: the centre
-        square is cropped, resized with antialiasing, rounded and clipped
-        to 0..255.
+        square is cropped, resized bilinearly (antialiased when shrinking),
+        rounded and clipped to 0..255.
 
     Returns:
       A uint8 tensor of the same rank, [..., image_size, image_size, C]
@@ -379,8 +379,13 @@ def _adjust_images(images, grayscale, image_size):
     side = tf.minimum(height, width)
     square = tf.image.crop_to_bounding_box(
         images, (height - side) // 2, (width - side) // 2, side, side)
+
+    # Antialiasing only matters when shrinking, and it makes resizing about
+    # twenty times slower, so enlargements of known size go without.
+    static_sides = [d for d in images.shape[-3:-1] if d is not None]
+    antialias = len(static_sides) < 2 or image_size < min(static_sides)
     resized = tf.image.resize(square, (image_size, image_size),
-                              antialias=True)
+                              antialias=antialias)
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
