@@ -85,12 +85,14 @@ class WeightNormConv2D(tf.Module):
     (top, bottom), _ = self.padding
     return tf.pad(x, [[0, 0], [top, bottom], [0, 0], [0, 0]])
 
-  def conv_padded_rows(self, x, init=False):
+  def conv_padded_rows(self, x, init=False, kernel=None):
     """Convolves input that already carries its vertical padding.
 
     Args:
       x: [B, H_in + top + bottom, W_in, C_in].
       init: run data-dependent initialisation on this batch first.
+      kernel: `self.kernel()` computed beforehand, to save recomputing it
+        in a loop; None computes it.
 
     Returns:
       [B, H_out, W_out, C_out].
@@ -99,12 +101,14 @@ class WeightNormConv2D(tf.Module):
     x = tf.pad(x, [[0, 0], [0, 0], [left, right], [0, 0]])
     if init and self.weight_norm:
       return self._initialize(x)
-    y = tf.nn.conv2d(x, self.kernel(), self.strides, "VALID")
+    if kernel is None:
+      kernel = self.kernel()
+    y = tf.nn.conv2d(x, kernel, self.strides, "VALID")
     return tf.nn.bias_add(y, self.b)
 
-  def __call__(self, x, init=False):
+  def __call__(self, x, init=False, kernel=None):
     """[B, H, W, C_in] -> [B, H_out, W_out, C_out]."""
-    return self.conv_padded_rows(self.pad_top(x), init=init)
+    return self.conv_padded_rows(self.pad_top(x), init, kernel)
 
   def _initialize(self, x):
     direction = tf.nn.l2_normalize(self.v, axis=[0, 1, 2])
@@ -184,13 +188,14 @@ class ShiftedConv2DTranspose(tf.Module):
       return self.v
     return self.g[:, None] * tf.nn.l2_normalize(self.v, axis=[0, 1, 3])
 
-  def __call__(self, x, output_size, init=False):
+  def __call__(self, x, output_size, init=False, kernel=None):
     """[B, h, w, C_in] -> [B, H, W, C_out] with H <= 2h, W <= 2w."""
     batch, height, width = tf.unstack(tf.shape(x)[:3])
     kh, kw = self.kernel_size
     full_shape = tf.stack([batch, 2 * height + kh - 1,
                            2 * width + kw - 1, self.filters])
-    kernel = self.kernel()
+    if kernel is None:
+      kernel = self.kernel()
     if init and self.weight_norm:
       kernel = tf.nn.l2_normalize(self.v, axis=[0, 1, 3])
     y = tf.nn.conv2d_transpose(x, kernel, full_shape, 2, "VALID")
@@ -236,7 +241,8 @@ class NetworkInNetwork(tf.Module):
       return self.v
     return self.g * tf.nn.l2_normalize(self.v, axis=0)
 
-  def __call__(self, x, init=False):
+  def __call__(self, x, init=False, kernel=None):
+    """[..., C_in] -> [..., C_out]; `kernel` as in `WeightNormConv2D`."""
     if init and self.weight_norm:
       y = tf.tensordot(x, tf.nn.l2_normalize(self.v, axis=0), 1)
       axes = list(range(len(x.shape) - 1))
@@ -245,7 +251,9 @@ class NetworkInNetwork(tf.Module):
       self.g.assign(scale)
       self.b.assign(-mean * scale)
       return (y - mean) * scale
-    return tf.tensordot(x, self.kernel(), 1) + self.b
+    if kernel is None:
+      kernel = self.kernel()
+    return tf.tensordot(x, kernel, 1) + self.b
 
 
 class MaskedConv2D(WeightNormConv2D):

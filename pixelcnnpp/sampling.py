@@ -41,11 +41,14 @@ class RowPass:
     row: int32 scalar, the full-size row i being computed.
     caches: the list of caches, or None to start them as zeros (the
       padding above the image).
+    kernels: {id(layer): kernel} from `layer_kernels`, computed once
+      outside the sampling loops.
   """
 
-  def __init__(self, row, caches=None):
+  def __init__(self, row, caches=None, kernels=None):
     self.row = row
     self.caches = caches
+    self.kernels = kernels or {}
     self.zero_caches = []
     self._inputs = []
     self._levels = []
@@ -67,11 +70,13 @@ class RowPass:
   def conv(self, layer, x):
     """x: [B, 1, W, C] the current row at the layer's input resolution."""
     height = layer.kernel_size[0]
+    kernel = self.kernels.get(id(layer))
     if layer.strides == 1:
       if height == 1:
-        return layer.conv_padded_rows(x)
+        return layer.conv_padded_rows(x, kernel=kernel)
       above = self._cached_rows(x, height - 1, layer.level)
-      return layer.conv_padded_rows(tf.concat([above, x], axis=1))
+      return layer.conv_padded_rows(tf.concat([above, x], axis=1),
+                                    kernel=kernel)
 
     # A stride-2 layer writes output row k from input rows 2k - 1 and 2k.
     # In the second input row of a cell (2k + 1) both are in the cache.
@@ -81,16 +86,16 @@ class RowPass:
     above = self._cached_rows(x, 2, layer.level)
     odd = tf.equal(self._level_row(layer.level) % 2, 1)
     rows = tf.where(odd, above, tf.concat([above[:, 1:], x], axis=1))
-    return layer.conv_padded_rows(rows)
+    return layer.conv_padded_rows(rows, kernel=kernel)
 
   def deconv(self, layer, x, output_size):
     """Doubles the current row into two; keeps the one being computed."""
-    pair = layer(x, (2, output_size[1]))
+    pair = layer(x, (2, output_size[1]), kernel=self.kernels.get(id(layer)))
     half = self._level_row(layer.level - 1) % 2
     return tf.gather(pair, [half], axis=1)
 
   def nin(self, layer, x):
-    return layer(x)
+    return layer(x, kernel=self.kernels.get(id(layer)))
 
   def down_shift(self, x, level):
     return self._cached_rows(x, 1, level)
@@ -111,6 +116,12 @@ class RowPass:
       pushed = tf.concat([cache[:, 1:], x], axis=1)
       updated.append(tf.where(done, pushed, cache))
     return updated
+
+
+def layer_kernels(network):
+  """{id(layer): effective kernel} for every layer with a kernel."""
+  return {id(layer): layer.kernel() for layer in network.submodules
+          if hasattr(layer, "kernel")}
 
 
 def _pixel_seed(seed, position):
@@ -151,6 +162,7 @@ def _fast(model, canvas, labels, seed, temperature, known):
 
   # One pass over a row of zeros gives the cache shapes: zeros, as the
   # padding above the image.
+  kernels = layer_kernels(network)
   start = RowPass(tf.constant(0), caches=None)
   network.forward(canvas[:, :1], labels, start)
   caches = start.zero_caches
@@ -161,7 +173,7 @@ def _fast(model, canvas, labels, seed, temperature, known):
         tf.stack([batch, width, model.head.num_params]), model.dtype)
 
     def draw(j, row, row_params):
-      params = network.forward(row, labels, RowPass(i, caches))
+      params = network.forward(row, labels, RowPass(i, caches, kernels))
       pixel_params = params[:, 0, j]
       values = model.head.sample(pixel_params,
                                  _pixel_seed(seed, i * width + j),
@@ -179,7 +191,7 @@ def _fast(model, canvas, labels, seed, temperature, known):
 
     # With the row complete, one more pass gives the final values of this
     # row's layer inputs, which the caches keep for the rows below.
-    finished = RowPass(i, caches)
+    finished = RowPass(i, caches, kernels)
     network.forward(row, labels, finished)
     rows = tf.tensor_scatter_nd_update(rows, [[i]],
                                        tf.transpose(row, [1, 0, 2, 3]))
