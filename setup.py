@@ -21,6 +21,10 @@ setuptools.setup(
         "absl-py>=2.0",
         "numpy>=1.26",
         "pillow>=10.0",
+        "tensorboard>=2.20",
+        "tqdm>=4.60",
+        # TFDS needs it to download, but does not declare it.
+        "importlib_resources>=6.0",
     ],
     extras_require={
         "test": ["pytest>=8.0"],

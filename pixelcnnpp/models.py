@@ -223,3 +223,19 @@ def PixelCNNPlusPlus(image_shape, likelihood="mixture", num_filters=32,
       dropout_p=dropout_p, num_classes=num_classes,
       weight_norm=weight_norm, dtype=dtype)
   return AutoregressiveModel(network, head, seed=seed)
+
+
+MODELS = ("pixelcnnpp",)
+
+
+def build(model="pixelcnnpp", **config):
+  """Builds a model by architecture name from keyword configuration.
+
+  Args:
+    model: architecture name, one of `MODELS`.
+    **config: the keyword arguments of that architecture's builder.
+  """
+  builders = {"pixelcnnpp": PixelCNNPlusPlus}
+  if model not in builders:
+    raise ValueError(f"unknown model {model!r}: choose one of {MODELS}")
+  return builders[model](**config)
