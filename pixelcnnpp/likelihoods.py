@@ -27,10 +27,15 @@ tfd = tfp.distributions
 
 NUM_VALUES = 256
 
-# Log-scales are clipped from below: a logistic narrower than e^-7 (in the
+# Log-scales are clipped to [-7, 7]. A logistic narrower than e^-7 (in the
 # [-1, 1] space, about 0.1 of a grey level) gives no better likelihood but
-# lets the bin probabilities underflow.
+# lets the bin probabilities underflow. One wider than e^7 is flat to within
+# float32 precision over 0..255: neighbouring CDF values become equal, the
+# log of their difference -inf, and its gradient NaN, which then reaches
+# every weight through the mixture even when the component's weight is
+# negligible.
 MIN_LOG_SCALE = -7.0
+MAX_LOG_SCALE = 7.0
 
 
 def bits_per_dim(log_prob, num_dims):
@@ -82,7 +87,7 @@ class MixtureHead:
     per_channel = tf.reshape(params[..., :3 * c * k],
                              tf.concat([shape, [3, c, k]], 0))
     logits, means, log_scales = tf.unstack(per_channel, axis=-3)
-    log_scales = tf.maximum(log_scales, MIN_LOG_SCALE)
+    log_scales = tf.clip_by_value(log_scales, MIN_LOG_SCALE, MAX_LOG_SCALE)
     coeffs = None
     if self.channel_coupling:
       coeffs = tf.tanh(tf.reshape(params[..., 3 * c * k:],
