@@ -9,7 +9,12 @@ ways, chosen by the `ops` object that carries out each layer:
     caches, for the fast sampler.
 
 Every layer call goes through `ops` (`conv`, `deconv`, `nin`,
-`down_shift`, `dropout`); element-wise code is shared by both passes.
+`down_shift`, `dropout`); element-wise code is shared by both passes. For
+the row-by-row pass each layer carries two facts about where it sits:
+`level`, the resolution stage of its input (0 is full size), and
+`above_only`, true when its output at row i depends only on image rows
+above i (the vertical stream), so that it need not be recomputed while the
+pixels of row i are drawn.
 """
 
 import tensorflow as tf
@@ -74,23 +79,27 @@ class GatedResnet(tf.Module):
     num_classes: label classes for the class-conditional bias, 0 for none.
     dropout_p: dropout rate inside the block.
     level: resolution stage (0 is full size), for the row-by-row pass.
+    above_only: x depends only on image rows above each row.
+    aux_above_only: so does aux.
   """
 
   def __init__(self, num_filters, conv_class, aux_channels=0, num_classes=0,
-               dropout_p=0.0, level=0, weight_norm=True, dtype=tf.float32,
+               dropout_p=0.0, level=0, above_only=False,
+               aux_above_only=False, weight_norm=True, dtype=tf.float32,
                name=None):
     super().__init__(name=name)
     kwargs = dict(weight_norm=weight_norm, dtype=dtype)
     self.dropout_p = dropout_p
-    self.conv1 = conv_class(2 * num_filters, num_filters, **kwargs)
-    self.conv1.level = level
+    self.conv1 = place(conv_class(2 * num_filters, num_filters, **kwargs),
+                       level, above_only)
     self.aux = None
     if aux_channels:
-      self.aux = layers.NetworkInNetwork(2 * aux_channels, num_filters,
-                                         **kwargs)
-    self.conv2 = conv_class(2 * num_filters, 2 * num_filters,
-                            init_scale=0.1, **kwargs)
-    self.conv2.level = level
+      self.aux = place(layers.NetworkInNetwork(2 * aux_channels,
+                                               num_filters, **kwargs),
+                       level, aux_above_only)
+    self.conv2 = place(conv_class(2 * num_filters, 2 * num_filters,
+                                  init_scale=0.1, **kwargs),
+                       level, above_only)
     self.class_bias = None
     if num_classes:
       self.class_bias = tf.Variable(
@@ -108,6 +117,13 @@ class GatedResnet(tf.Module):
       c2 += tf.matmul(labels, self.class_bias)[:, None, None, :]
     a, b = tf.split(c2, 2, axis=-1)
     return x + a * tf.sigmoid(b)
+
+
+def place(layer, level, above_only=False):
+  """Sets the facts the row-by-row pass needs on `layer`; returns it."""
+  layer.level = level
+  layer.above_only = above_only
+  return layer
 
 
 def stage_sizes(height, width, num_hierarchies):
@@ -174,18 +190,17 @@ class PixelCNNPlusPlusNetwork(tf.Module):
     down = layers.DownShiftedConv2D
     down_right = layers.DownRightShiftedConv2D
 
-    def block(conv_class, aux_channels, level):
+    def block(conv_class, aux_channels, level, above_only,
+              aux_above_only=False):
       return GatedResnet(nf, conv_class, aux_channels, num_classes,
-                         dropout_p, level, **kwargs)
+                         dropout_p, level, above_only, aux_above_only,
+                         **kwargs)
 
-    def at_level(layer, level):
-      layer.level = level
-      return layer
-
-    self.u_input = at_level(down(channels + 1, nf, (2, 3), **kwargs), 0)
-    self.ul_input_above = at_level(
-        down(channels + 1, nf, (1, 3), **kwargs), 0)
-    self.ul_input_left = at_level(
+    # The first layers see the current row; only the down-shift after
+    # them makes the vertical stream depend on the rows above alone.
+    self.u_input = place(down(channels + 1, nf, (2, 3), **kwargs), 0)
+    self.ul_input_above = place(down(channels + 1, nf, (1, 3), **kwargs), 0)
+    self.ul_input_left = place(
         down_right(channels + 1, nf, (2, 1), **kwargs), 0)
 
     self.u_downsample, self.ul_downsample = [], []
@@ -193,30 +208,33 @@ class PixelCNNPlusPlusNetwork(tf.Module):
     for level in range(num_hierarchies):
       if level > 0:
         self.u_downsample.append(
-            at_level(down(nf, nf, strides=2, **kwargs), level - 1))
+            place(down(nf, nf, strides=2, **kwargs), level - 1, True))
         self.ul_downsample.append(
-            at_level(down_right(nf, nf, strides=2, **kwargs), level - 1))
+            place(down_right(nf, nf, strides=2, **kwargs), level - 1))
       self.u_up_blocks.append(
-          [block(down, 0, level) for _ in range(num_resnet)])
+          [block(down, 0, level, True) for _ in range(num_resnet)])
       self.ul_up_blocks.append(
-          [block(down_right, nf, level) for _ in range(num_resnet)])
+          [block(down_right, nf, level, False, True)
+           for _ in range(num_resnet)])
 
     self.u_down_blocks, self.ul_down_blocks = [], []
     self.u_upsample, self.ul_upsample = [], []
     for level in reversed(range(num_hierarchies)):
       extra = 1 if level < num_hierarchies - 1 else 0
       self.u_down_blocks.append(
-          [block(down, nf, level) for _ in range(num_resnet + extra)])
+          [block(down, nf, level, True) for _ in range(num_resnet + extra)])
       self.ul_down_blocks.append(
-          [block(down_right, 2 * nf, level)
+          [block(down_right, 2 * nf, level, False)
            for _ in range(num_resnet + extra)])
       if level > 0:
-        self.u_upsample.append(at_level(
-            layers.ShiftedConv2DTranspose(nf, nf, False, **kwargs), level))
-        self.ul_upsample.append(at_level(
+        self.u_upsample.append(place(
+            layers.ShiftedConv2DTranspose(nf, nf, False, **kwargs), level,
+            True))
+        self.ul_upsample.append(place(
             layers.ShiftedConv2DTranspose(nf, nf, True, **kwargs), level))
 
-    self.output_layer = layers.NetworkInNetwork(nf, num_params, **kwargs)
+    self.output_layer = place(
+        layers.NetworkInNetwork(nf, num_params, **kwargs), 0)
 
   def forward(self, images, labels, ops):
     """Distribution parameters at every pixel.

@@ -33,9 +33,15 @@ class RowPass:
   """Runs the layers of a network on one row, the rows above from caches.
 
   Each layer call that reaches above its own row (a convolution with a
-  kernel more than one row tall, or a down-shift) is a call site, numbered
-  in the order the network makes them. Call site t keeps `caches[t]`, the
-  last rows of its input at its resolution: [B, depth, W_level, C].
+  kernel more than one row tall, or a down-shift) is a cache site,
+  numbered in the order the network makes them. Site t keeps
+  `caches[t]`, the last rows of its input at its resolution:
+  [B, depth, W_level, C].
+
+  Given `recorded`, the outputs of every layer call of an earlier pass over
+  the same row, the pass reuses those that cannot have changed since: the
+  vertical stream's (`layer.above_only`), and those of a coarser stage
+  whose row was finished in an earlier full-size row.
 
   Args:
     row: int32 scalar, the full-size row i being computed.
@@ -43,18 +49,21 @@ class RowPass:
       padding above the image).
     kernels: {id(layer): kernel} from `layer_kernels`, computed once
       outside the sampling loops.
+    recorded: the `outputs` of an earlier pass over row i, or None.
   """
 
-  def __init__(self, row, caches=None, kernels=None):
+  def __init__(self, row, caches=None, kernels=None, recorded=None):
     self.row = row
     self.caches = caches
     self.kernels = kernels or {}
+    self.recorded = recorded
     self.zero_caches = []
+    self.outputs = []
     self._inputs = []
     self._levels = []
 
   def _cached_rows(self, x, depth, level):
-    """Records x as call site t's current row; returns site t's cache."""
+    """Records x as cache site t's current row; returns site t's cache."""
     site = len(self._inputs)
     self._inputs.append(x)
     self._levels.append(level)
@@ -67,16 +76,35 @@ class RowPass:
     """Row index, at resolution stage `level`, of full-size row i."""
     return tf.bitwise.right_shift(self.row, level)
 
+  def _output(self, layer, coarsest_level, compute):
+    """compute(), or its recorded value where it cannot have changed."""
+    call = len(self.outputs)
+    if self.recorded is None:
+      output = compute()
+    elif layer.above_only:
+      output = self.recorded[call]
+    elif coarsest_level == 0:
+      output = compute()
+    else:
+      # A stage-s row is final once the first full-size row it covers is.
+      starts_cell = tf.equal(self.row % (2 ** coarsest_level), 0)
+      recorded = self.recorded[call]
+      output = tf.cond(starts_cell, compute, lambda: recorded)
+    self.outputs.append(output)
+    return output
+
   def conv(self, layer, x):
     """x: [B, 1, W, C] the current row at the layer's input resolution."""
     height = layer.kernel_size[0]
     kernel = self.kernels.get(id(layer))
     if layer.strides == 1:
       if height == 1:
-        return layer.conv_padded_rows(x, kernel=kernel)
+        return self._output(layer, layer.level, lambda: (
+            layer.conv_padded_rows(x, kernel=kernel)))
       above = self._cached_rows(x, height - 1, layer.level)
-      return layer.conv_padded_rows(tf.concat([above, x], axis=1),
-                                    kernel=kernel)
+      return self._output(layer, layer.level, lambda: (
+          layer.conv_padded_rows(tf.concat([above, x], axis=1),
+                                 kernel=kernel)))
 
     # A stride-2 layer writes output row k from input rows 2k - 1 and 2k.
     # In the second input row of a cell (2k + 1) both are in the cache.
@@ -84,18 +112,28 @@ class RowPass:
       raise NotImplementedError("row-by-row pass: only (2, w) kernels are "
                                 "supported at stride 2")
     above = self._cached_rows(x, 2, layer.level)
-    odd = tf.equal(self._level_row(layer.level) % 2, 1)
-    rows = tf.where(odd, above, tf.concat([above[:, 1:], x], axis=1))
-    return layer.conv_padded_rows(rows, kernel=kernel)
+
+    def compute():
+      odd = tf.equal(self._level_row(layer.level) % 2, 1)
+      rows = tf.where(odd, above, tf.concat([above[:, 1:], x], axis=1))
+      return layer.conv_padded_rows(rows, kernel=kernel)
+
+    return self._output(layer, layer.level + 1, compute)
 
   def deconv(self, layer, x, output_size):
     """Doubles the current row into two; keeps the one being computed."""
-    pair = layer(x, (2, output_size[1]), kernel=self.kernels.get(id(layer)))
-    half = self._level_row(layer.level - 1) % 2
-    return tf.gather(pair, [half], axis=1)
+
+    def compute():
+      pair = layer(x, (2, output_size[1]),
+                   kernel=self.kernels.get(id(layer)))
+      half = self._level_row(layer.level - 1) % 2
+      return tf.gather(pair, [half], axis=1)
+
+    return self._output(layer, layer.level, compute)
 
   def nin(self, layer, x):
-    return layer(x, kernel=self.kernels.get(id(layer)))
+    return self._output(layer, layer.level, lambda: layer(
+        x, kernel=self.kernels.get(id(layer))))
 
   def down_shift(self, x, level):
     return self._cached_rows(x, 1, level)
@@ -172,8 +210,14 @@ def _fast(model, canvas, labels, seed, temperature, known):
     row_params = tf.zeros(
         tf.stack([batch, width, model.head.num_params]), model.dtype)
 
+    # A pass before any pixel of the row is drawn computes what the row's
+    # pixels cannot change; the passes per pixel reuse it.
+    before = RowPass(i, caches, kernels)
+    network.forward(row, labels, before)
+
     def draw(j, row, row_params):
-      params = network.forward(row, labels, RowPass(i, caches, kernels))
+      params = network.forward(
+          row, labels, RowPass(i, caches, kernels, before.outputs))
       pixel_params = params[:, 0, j]
       values = model.head.sample(pixel_params,
                                  _pixel_seed(seed, i * width + j),
