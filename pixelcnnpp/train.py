@@ -50,7 +50,9 @@ flags.DEFINE_integer("num_hierarchies", 3,
                      "Resolution stages of the U-Net (each halves H, W).")
 flags.DEFINE_integer("num_logistic_mix", 5,
                      "Mixture components per sub-pixel (mixture head).")
-flags.DEFINE_float("dropout_p", 0.5, "Dropout rate inside the blocks.")
+flags.DEFINE_float("dropout_p", 0.1,
+                   "Dropout rate inside the blocks (the paper: 0.5, for "
+                   "long runs of large models).")
 flags.DEFINE_bool("channel_coupling", False,
                   "Couple colour channels' means as in the PixelCNN++ "
                   "paper (mixture head, colour data).")
@@ -66,6 +68,9 @@ flags.DEFINE_float("polyak_decay", _DEFAULTS.polyak_decay,
                    "sampling.")
 flags.DEFINE_integer("num_steps", _DEFAULTS.num_steps,
                      "Total training steps.")
+flags.DEFINE_float("max_minutes", _DEFAULTS.max_minutes,
+                   "Stop after this many minutes of training (evaluation "
+                   "not counted), with a checkpoint; 0 for no limit.")
 flags.DEFINE_integer("num_epochs", None,
                      "Total epochs; overrides --num_steps when given.")
 flags.DEFINE_integer("init_batch_size", _DEFAULTS.init_batch_size,
@@ -106,6 +111,7 @@ def main(argv):
       batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
       lr_decay=FLAGS.lr_decay, beta_1=FLAGS.beta_1, beta_2=FLAGS.beta_2,
       polyak_decay=FLAGS.polyak_decay, num_steps=FLAGS.num_steps,
+      max_minutes=FLAGS.max_minutes,
       init_batch_size=FLAGS.init_batch_size, eval_every=FLAGS.eval_every,
       eval_images=FLAGS.eval_images,
       checkpoint_every=FLAGS.checkpoint_every,

@@ -42,6 +42,9 @@ class TrainConfig:
       sampling; early on min(polyak_decay, (1 + t) / (10 + t)) at step t,
       so that the average follows the first steps closely.
     num_steps: total steps of the run (a resumed run counts from 0).
+    max_minutes: stop after this many minutes of training in this
+      invocation (evaluation not counted), saving a checkpoint; 0 for no
+      limit.
     init_batch_size: images for data-dependent initialisation.
     eval_every: steps between evaluations (and sample grids).
     eval_images: test images per evaluation during training; 0 for all.
@@ -50,13 +53,14 @@ class TrainConfig:
     seed: seeds initialisation, data order and dropout.
   """
 
-  batch_size: int = 32
+  batch_size: int = 16
   learning_rate: float = 1e-3
   lr_decay: float = 0.99995
   beta_1: float = 0.95
   beta_2: float = 0.9995
   polyak_decay: float = 0.9995
   num_steps: int = 10000
+  max_minutes: float = 0.0
   init_batch_size: int = 256
   eval_every: int = 500
   eval_images: int = 0
@@ -266,10 +270,14 @@ def train(workdir, data_config, model_config, train_config,
                              images.num_train)
   progress = _progress(train_config.num_steps, trainer.step)
   result = {"step": trainer.step}
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
   start_time = time.time()
+  train_seconds = 0.0
   window_bits, window_start = [], time.time()
+  out_of_time = False
 
-  while trainer.step < train_config.num_steps:
+  while trainer.step < train_config.num_steps and not out_of_time:
+    step_start = time.time()
     batch_images, batch_labels = next(batches)
     bits = float(trainer.train_step(
         batch_images, batch_labels if conditional else None))
@@ -280,11 +288,17 @@ def train(workdir, data_config, model_config, train_config,
           f"checkpoint, {manager.latest_checkpoint}, is kept. Lower "
           f"--learning_rate and resume, or start a new --workdir.")
     window_bits.append(bits)
+    train_seconds += time.time() - step_start
     if progress:
       progress.update(1)
       progress.set_postfix(bits_per_dim=f"{bits:.3f}")
 
-    last = step == train_config.num_steps
+    out_of_time = (train_config.max_minutes > 0
+                   and train_seconds > 60 * train_config.max_minutes)
+    if out_of_time:
+      logging.info("Stopping after %.1f minutes of training (--max_minutes)",
+                   train_seconds / 60)
+    last = step == train_config.num_steps or out_of_time
     if step % train_config.eval_every == 0 or last:
       seconds = time.time() - window_start
       speed = len(window_bits) * train_config.batch_size / seconds
@@ -296,8 +310,16 @@ def train(workdir, data_config, model_config, train_config,
       logging.info(
           "step %d  time %.0fs  train %.4f  test %.4f (+-%.4f, %d images, "
           "averaged weights)  %.1f images/s  lr %.2e", step,
-          time.time() - start_time, train_bits, test["bits_per_dim"],
+          train_seconds, train_bits, test["bits_per_dim"],
           test["stderr"], test["count"], speed, trainer.learning_rate())
+      with open(metrics_path, "a") as f:
+        f.write(json.dumps({
+            "step": step, "train_seconds": train_seconds,
+            "wall_seconds": time.time() - start_time,
+            "train_bits_per_dim": train_bits,
+            "test_bits_per_dim": test["bits_per_dim"],
+            "test_stderr": test["stderr"], "test_images": test["count"],
+            "images_per_second": speed}) + "\n")
       with writer.as_default(step=step):
         tf.summary.scalar("train_bits_per_dim", train_bits)
         tf.summary.scalar("test_bits_per_dim", test["bits_per_dim"])
