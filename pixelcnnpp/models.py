@@ -99,6 +99,10 @@ class AutoregressiveModel(tf.Module):
               "values; rescale floats in [0, 1] with "
               "np.round(images * 255)")
     else:
+      tf.debugging.assert_equal(
+          tf.shape(images)[1:], tf.constant([height, width, channels]),
+          message=f"images must have shape [batch, {height}, {width}, "
+          f"{channels}] for this model")
       message = "images must be whole numbers in 0..255 (and not NaN)"
       checked = tf.cast(images, tf.float64)
       tf.debugging.assert_equal(checked, tf.round(checked),
@@ -225,7 +229,96 @@ def PixelCNNPlusPlus(image_shape, likelihood="mixture", num_filters=32,
   return AutoregressiveModel(network, head, seed=seed)
 
 
-MODELS = ("pixelcnnpp",)
+def _num_layers(num_layers, num_resnet, default):
+  """num_layers, else num_resnet (the one stage's blocks), else default."""
+  if num_layers is not None and num_resnet is not None \
+      and num_layers != num_resnet:
+    raise ValueError(f"num_layers={num_layers} and num_resnet={num_resnet} "
+                     f"disagree; for this model they name the same thing, "
+                     f"so give one of them")
+  if num_layers is not None:
+    return num_layers
+  return default if num_resnet is None else num_resnet
+
+
+def PixelCNN(image_shape, likelihood="softmax", num_filters=32,
+             num_layers=None, num_logistic_mix=5, dropout_p=0.0,
+             num_classes=0, channel_coupling=False, weight_norm=True,
+             dtype=tf.float32, seed=0, num_resnet=None,
+             num_hierarchies=None):
+  """Builds the masked PixelCNN of van den Oord et al. (2016a).
+
+  Args:
+    image_shape: (H, W, C).
+    likelihood: "softmax" (as in the paper) or "mixture".
+    num_filters: h; the residual stream has 2h channels (default 32).
+    num_layers: residual blocks after the first 7x7 layer (default 8).
+    num_logistic_mix: mixture components per sub-pixel.
+    dropout_p: dropout rate inside the blocks; the paper has none.
+    num_classes, weight_norm, dtype: see `networks.PixelCNNNetwork`.
+    channel_coupling: couple colour channels (mixture head only).
+    seed: seed of the dropout masks.
+    num_resnet: PixelCNN++'s gated blocks per resolution stage. This
+      network has one stage, so when given without `num_layers` it is the
+      number of residual blocks.
+    num_hierarchies: PixelCNN++'s number of resolution stages; ignored,
+      as this network runs at full resolution only. Accepted so that one
+      configuration can build any model.
+
+  Returns:
+    An `AutoregressiveModel`.
+  """
+  del num_hierarchies  # One resolution stage.
+  head = likelihoods.get_head(likelihood, image_shape[-1], num_logistic_mix,
+                              channel_coupling)
+  network = networks.PixelCNNNetwork(
+      image_shape, head.num_params, num_filters=num_filters,
+      num_layers=_num_layers(num_layers, num_resnet, 8),
+      dropout_p=dropout_p, num_classes=num_classes,
+      weight_norm=weight_norm, dtype=dtype)
+  return AutoregressiveModel(network, head, seed=seed)
+
+
+def GatedPixelCNN(image_shape, likelihood="softmax", num_filters=32,
+                  num_layers=None, num_logistic_mix=5, dropout_p=0.0,
+                  num_classes=0, channel_coupling=False, weight_norm=True,
+                  dtype=tf.float32, seed=0, num_resnet=None,
+                  num_hierarchies=None):
+  """Builds the gated PixelCNN of van den Oord et al. (2016b).
+
+  Args:
+    image_shape: (H, W, C).
+    likelihood: "softmax" (as in the paper) or "mixture".
+    num_filters: channels of the vertical and horizontal stacks
+      (default 32).
+    num_layers: gated 3x3 layers after the first 7x7 one (default 8).
+    num_logistic_mix: mixture components per sub-pixel.
+    dropout_p: dropout rate in the horizontal stack; the paper has none.
+    num_classes, weight_norm, dtype: see `networks.GatedPixelCNNNetwork`.
+    channel_coupling: couple colour channels (mixture head only).
+    seed: seed of the dropout masks.
+    num_resnet: PixelCNN++'s gated blocks per resolution stage. This
+      network has one stage, so when given without `num_layers` it is the
+      number of gated layers after the first.
+    num_hierarchies: PixelCNN++'s number of resolution stages; ignored,
+      as this network runs at full resolution only. Accepted so that one
+      configuration can build any model.
+
+  Returns:
+    An `AutoregressiveModel`.
+  """
+  del num_hierarchies  # One resolution stage.
+  head = likelihoods.get_head(likelihood, image_shape[-1], num_logistic_mix,
+                              channel_coupling)
+  network = networks.GatedPixelCNNNetwork(
+      image_shape, head.num_params, num_filters=num_filters,
+      num_layers=_num_layers(num_layers, num_resnet, 8),
+      dropout_p=dropout_p, num_classes=num_classes,
+      weight_norm=weight_norm, dtype=dtype)
+  return AutoregressiveModel(network, head, seed=seed)
+
+
+MODELS = ("pixelcnnpp", "pixelcnn", "gated")
 
 
 def build(model="pixelcnnpp", **config):
@@ -235,7 +328,8 @@ def build(model="pixelcnnpp", **config):
     model: architecture name, one of `MODELS`.
     **config: the keyword arguments of that architecture's builder.
   """
-  builders = {"pixelcnnpp": PixelCNNPlusPlus}
+  builders = {"pixelcnnpp": PixelCNNPlusPlus, "pixelcnn": PixelCNN,
+              "gated": GatedPixelCNN}
   if model not in builders:
     raise ValueError(f"unknown model {model!r}: choose one of {MODELS}")
   return builders[model](**config)

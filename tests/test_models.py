@@ -87,13 +87,6 @@ def test_values_are_checked_inside_tf_function(model):
                              model.log_prob(good).numpy(), rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in models.AutoregressiveModel.check_images: when the static shape "
-    "is unknown (tf.function with a [None, None, None, None] signature) "
-    "the height, width and channels are never checked; a one-stage model "
-    "returns a finite log_prob for images of the wrong size (and "
-    "bits_per_dim divides by the model's H*W*C), a deeper one fails with "
-    "an internal 'Incompatible shapes' error"))
 @pytest.mark.parametrize("num_hierarchies", [1, 2])
 def test_wrong_size_is_refused_inside_tf_function(cached_model,
                                                   num_hierarchies):
