@@ -259,10 +259,35 @@ class NetworkInNetwork(tf.Module):
 class MaskedConv2D(WeightNormConv2D):
   """Convolution with a raster-order mask (van den Oord et al., 2016).
 
-  Mask type "A" hides the centre position and everything after it in
-  raster order; type "B" shows the centre. Applied to every channel alike:
-  channels of one pixel are treated as one unit (predicted in parallel).
-  The output has the input's size ("same" padding).
+  The output at (i, j) sees the input rows above i across the kernel's
+  width and, in row i, the columns left of j; mask type "A" also hides
+  (i, j) itself, type "B" shows it. The mask is the same for every
+  channel: the channels of a pixel are one unit, predicted in parallel.
+  The output has the input's size and equals a "same" convolution with
+  the full (kh, kw) kernel, masked.
+
+  The kernel rows below the centre would be masked entirely, so they are
+  not stored: the kernel kept is (kh // 2 + 1, kw), the rows above and the
+  centre row, applied with kh // 2 rows of zeros above the input and none
+  below. That is the same output for a little over half the arithmetic,
+  and a layer that reaches only upwards, as the row-by-row pass of the
+  fast sampler needs. Only the centre row carries a mask.
+
+  Weight normalisation divides by the norm of the visible weights: a
+  masked weight has no say in the output, so it has none in the norm.
+
+  Args:
+    in_channels: input channels C_in.
+    filters: output channels C_out.
+    kernel_size: (kh, kw), both odd: the full window before masking.
+    mask_type: "A" (hides the centre) or "B" (shows it).
+    **kwargs: `weight_norm`, `init_scale`, `dtype`, `name` as for
+      `WeightNormConv2D`.
+
+  Attributes:
+    kernel_size: (kh // 2 + 1, kw), the kernel as stored and applied.
+    full_kernel_size: (kh, kw).
+    mask: [kh // 2 + 1, kw, 1, 1], 1 where a weight is visible.
   """
 
   def __init__(self, in_channels, filters, kernel_size, mask_type,
@@ -270,32 +295,40 @@ class MaskedConv2D(WeightNormConv2D):
     if mask_type not in ("A", "B"):
       raise ValueError(f"mask_type must be 'A' or 'B', not {mask_type!r}")
     kh, kw = kernel_size
-    if kh % 2 == 0 or kw % 2 == 0:
+    if kh % 2 == 0 or kw % 2 == 0 or kh < 1 or kw < 1:
       raise ValueError(f"a masked convolution needs an odd kernel size, "
                        f"not {tuple(kernel_size)}")
-    padding = ((kh // 2, kh // 2), (kw // 2, kw // 2))
-    super().__init__(in_channels, filters, kernel_size, 1, padding,
-                     **kwargs)
+    if mask_type == "A" and kh == 1 and kw == 1:
+      raise ValueError("a 1x1 convolution with mask 'A' sees nothing; use "
+                       "a larger kernel or mask 'B'")
+    stored = (kh // 2 + 1, kw)
+    padding = ((kh // 2, 0), (kw // 2, kw // 2))
+    super().__init__(in_channels, filters, stored, 1, padding, **kwargs)
     self.mask_type = mask_type
-    mask = [[float(r < kh // 2 or (r == kh // 2 and c < kw // 2)
-                   or (mask_type == "B" and r == kh // 2 and c == kw // 2))
-             for c in range(kw)] for r in range(kh)]
+    self.full_kernel_size = (kh, kw)
+
+    # Every row above the centre is visible; in the centre row the columns
+    # left of the centre, and the centre itself for type "B".
+    visible_in_centre_row = kw // 2 + (1 if mask_type == "B" else 0)
+    mask = [[1.0] * kw for _ in range(kh // 2)]
+    mask.append([float(c < visible_in_centre_row) for c in range(kw)])
     self.mask = tf.constant(mask, dtype=self.v.dtype)[:, :, None, None]
 
-  def kernel(self):
+  def direction(self):
+    """The masked kernel scaled to unit norm per output channel."""
     masked_v = self.v * self.mask
+    squared_norm = tf.reduce_sum(tf.square(masked_v), axis=[0, 1, 2])
+    # The same floor as tf.nn.l2_normalize, used by the other layers.
+    return masked_v * tf.math.rsqrt(tf.maximum(squared_norm, 1e-12))
+
+  def kernel(self):
+    """The effective kernel [kh // 2 + 1, kw, C_in, C_out], masked."""
     if not self.weight_norm:
-      return masked_v
-    # A masked-out weight has no direction to contribute, so the norm is
-    # that of the visible weights.
-    norm = tf.sqrt(tf.reduce_sum(tf.square(masked_v), axis=[0, 1, 2])
-                   + 1e-12)
-    return self.g * masked_v / norm
+      return self.v * self.mask
+    return self.g * self.direction()
 
   def _initialize(self, x):
-    g = self.g
-    self.g.assign(tf.ones_like(g))
-    y = tf.nn.conv2d(x, self.kernel(), self.strides, "VALID")
+    y = tf.nn.conv2d(x, self.direction(), self.strides, "VALID")
     mean, variance = tf.nn.moments(y, axes=[0, 1, 2])
     scale = self.init_scale / tf.sqrt(variance + 1e-10)
     self.g.assign(scale)

@@ -280,3 +280,342 @@ class PixelCNNPlusPlusNetwork(tf.Module):
         ul = ops.deconv(self.ul_upsample[stage], ul, size)
 
     return ops.nin(self.output_layer, tf.nn.elu(ul))
+
+
+def gated_activation(x):
+  """tanh(a) * sigmoid(b) for x = [a, b] split on channels; halves C."""
+  a, b = tf.split(x, 2, axis=-1)
+  return tf.tanh(a) * tf.sigmoid(b)
+
+
+def _check_kernel_size(name, size, smallest):
+  if size < smallest or size % 2 == 0:
+    raise ValueError(f"{name} must be odd and at least {smallest}, not "
+                     f"{size}")
+
+
+class PixelCNNResidualBlock(tf.Module):
+  """Residual block of the masked PixelCNN (van den Oord et al., 2016a).
+
+  As in figure 5 of that paper: x + up(relu(masked(relu(down(relu(x)))))),
+  where down is a 1x1 convolution from 2h to h channels, masked a type "B"
+  masked k x k convolution on h channels, and up a 1x1 convolution back to
+  2h. The 1x1 convolutions act at each position alone, so only the masked
+  one decides what the block sees: the block keeps its input's causality.
+
+  Args:
+    num_filters: h; x and the output have 2h channels.
+    kernel_size: k, odd, of the masked convolution.
+    num_classes: label classes for a class-conditional bias added after
+      the masked convolution, 0 for none.
+    dropout_p: dropout rate before the last 1x1 convolution.
+    weight_norm, dtype: as for the layers.
+  """
+
+  def __init__(self, num_filters, kernel_size=3, num_classes=0,
+               dropout_p=0.0, weight_norm=True, dtype=tf.float32,
+               name=None):
+    super().__init__(name=name)
+    kwargs = dict(weight_norm=weight_norm, dtype=dtype)
+    nf = num_filters
+    self.dropout_p = dropout_p
+    self.down = place(layers.NetworkInNetwork(2 * nf, nf, **kwargs), 0)
+    self.masked = place(layers.MaskedConv2D(
+        nf, nf, (kernel_size, kernel_size), "B", **kwargs), 0)
+    # A small start for the residual branch keeps a deep stack near the
+    # identity after data-dependent initialisation.
+    self.up = place(layers.NetworkInNetwork(nf, 2 * nf, init_scale=0.1,
+                                            **kwargs), 0)
+    self.class_bias = None
+    if num_classes:
+      self.class_bias = tf.Variable(
+          tf.random.normal([num_classes, nf], stddev=0.05, dtype=dtype),
+          name="class_bias")
+
+  def __call__(self, x, labels, ops):
+    """x [B, H, W, 2h], labels [B, N] one-hot or None -> [B, H, W, 2h]."""
+    y = ops.nin(self.down, tf.nn.relu(x))
+    y = ops.conv(self.masked, tf.nn.relu(y))
+    if labels is not None:
+      y += tf.matmul(labels, self.class_bias)[:, None, None, :]
+    y = ops.dropout(tf.nn.relu(y), self.dropout_p)
+    return x + ops.nin(self.up, y)
+
+
+class PixelCNNNetwork(tf.Module):
+  """The masked PixelCNN of van den Oord et al. (2016a).
+
+  A type "A" masked convolution of `first_kernel_size` on the image, with
+  no residual connection around it (its input is the image, which the
+  output must not see at its own pixel); then `num_layers` residual
+  blocks, each around a type "B" masked convolution; then ReLU, a 1x1
+  convolution, ReLU and a 1x1 convolution to the head's parameters.
+  Hidden widths are 2h around the blocks and h inside them, h being
+  `num_filters`.
+
+  Args:
+    image_shape: (H, W, C).
+    num_params: parameters per pixel that the likelihood head needs.
+    num_filters: h.
+    num_layers: residual blocks after the first layer, 0 or more.
+    first_kernel_size: odd size of the square type "A" kernel.
+    kernel_size: odd size of the square type "B" kernels in the blocks.
+    dropout_p: dropout rate inside the blocks, in [0, 1).
+    num_classes: label classes for conditioning, 0 for none; each block
+      adds a learned bias per class.
+    weight_norm: weight-normalise every convolution.
+    dtype: float dtype of variables and computation.
+
+  Note: stacked masked convolutions leave a blind spot by design. A 3x3
+  type "B" kernel reaches one column further right only by also going a
+  row up, so the receptive field cannot grow to the upper right faster
+  than one column per row: with a first kernel of size k0 the pixels
+  (i - r, j + c) with c > k0 // 2 + r - 1 are never seen, however deep
+  the stack. The wedge starts at (i - 1, j + k0 // 2 + 1), (i - 1, j + 4)
+  for the default 7x7. The gated PixelCNN's two stacks remove it.
+
+  Note: the paper uses no normalisation and no dropout; this network adds
+  weight normalisation (as the rest of the package) and optional dropout,
+  off by default. Batch, layer or instance normalisation would mix
+  statistics over later pixels into earlier ones, so none is used.
+  """
+
+  def __init__(self, image_shape, num_params, num_filters=32, num_layers=8,
+               first_kernel_size=7, kernel_size=3, dropout_p=0.0,
+               num_classes=0, weight_norm=True, dtype=tf.float32,
+               name=None):
+    super().__init__(name=name)
+    _, _, channels = image_shape
+    if min(image_shape) < 1:
+      raise ValueError(f"image_shape must be positive, not {image_shape}")
+    if num_filters < 1 or num_layers < 0:
+      raise ValueError("num_filters must be at least 1 and num_layers at "
+                       "least 0")
+    _check_kernel_size("first_kernel_size", first_kernel_size, 3)
+    _check_kernel_size("kernel_size", kernel_size, 1)
+    if not 0.0 <= dropout_p < 1.0:
+      raise ValueError(f"dropout_p must be in [0, 1), not {dropout_p}")
+    self.image_shape = tuple(image_shape)
+    self.num_params = num_params
+    self.num_filters = num_filters
+    self.num_layers = num_layers
+    self.num_classes = num_classes
+    self.dtype = dtype
+
+    nf = num_filters
+    kwargs = dict(weight_norm=weight_norm, dtype=dtype)
+    # Every layer sees the current row (left of each pixel), so none is
+    # above_only: the fast sampler recomputes them all for each pixel.
+    self.input_layer = place(layers.MaskedConv2D(
+        channels, 2 * nf, (first_kernel_size, first_kernel_size), "A",
+        **kwargs), 0)
+    self.blocks = [PixelCNNResidualBlock(nf, kernel_size, num_classes,
+                                         dropout_p, **kwargs)
+                   for _ in range(num_layers)]
+    self.output_hidden = place(
+        layers.NetworkInNetwork(2 * nf, 2 * nf, **kwargs), 0)
+    self.output_layer = place(
+        layers.NetworkInNetwork(2 * nf, num_params, **kwargs), 0)
+
+  def forward(self, images, labels, ops):
+    """Distribution parameters at every pixel.
+
+    Args:
+      images: [B, H', W, C] values 0..255 (H' = H for a full pass, 1 for
+        a row).
+      labels: [B, num_classes] one-hot in the network's dtype, or None.
+      ops: a `FullPass` or a row-by-row pass.
+
+    Returns:
+      [B, H', W, num_params] in the network's dtype.
+    """
+    x = ops.conv(self.input_layer, scale_images(images, self.dtype))
+    for block in self.blocks:
+      x = block(x, labels, ops)
+    x = ops.nin(self.output_hidden, tf.nn.relu(x))
+    return ops.nin(self.output_layer, tf.nn.relu(x))
+
+
+class GatedPixelCNNLayer(tf.Module):
+  """A layer of the gated PixelCNN (van den Oord et al., 2016b, figure 2).
+
+  The vertical stack v sees only rows above each pixel; the horizontal
+  stack h sees those and the pixels to the left in its row:
+
+    v_pre = conv_v(v)                    (kernel (k // 2 + 1, k))
+    h_pre = conv_h(h) + link(v_pre)      (kernel (1, k // 2 + 1), 1x1)
+    v' = gate(v_pre + class bias)
+    h' = h + out(gate(h_pre + class bias))
+
+  gate([a, b]) = tanh(a) * sigmoid(b). `conv_v` reaches its own row of v,
+  which is safe because v at row i already depends on rows above i only
+  (the network shifts v down once, after its first convolution); so the
+  link from v to h needs no further shift.
+
+  Args:
+    num_filters: p, the channels of v and h.
+    kernel_size: k, odd.
+    num_classes: label classes for the class-conditional biases, 0 for
+      none.
+    dropout_p: dropout rate on the horizontal gate's output.
+    weight_norm, dtype: as for the layers.
+  """
+
+  def __init__(self, num_filters, kernel_size=3, num_classes=0,
+               dropout_p=0.0, weight_norm=True, dtype=tf.float32,
+               name=None):
+    super().__init__(name=name)
+    kwargs = dict(weight_norm=weight_norm, dtype=dtype)
+    nf, k = num_filters, kernel_size
+    self.dropout_p = dropout_p
+    self.v_conv = place(layers.DownShiftedConv2D(
+        nf, 2 * nf, (k // 2 + 1, k), **kwargs), 0, above_only=True)
+    self.link = place(layers.NetworkInNetwork(2 * nf, 2 * nf, **kwargs), 0,
+                      above_only=True)
+    self.h_conv = place(layers.DownRightShiftedConv2D(
+        nf, 2 * nf, (1, k // 2 + 1), **kwargs), 0)
+    self.h_out = place(layers.NetworkInNetwork(nf, nf, init_scale=0.1,
+                                               **kwargs), 0)
+    self.v_class_bias = self.h_class_bias = None
+    if num_classes:
+      self.v_class_bias = tf.Variable(
+          tf.random.normal([num_classes, 2 * nf], stddev=0.05, dtype=dtype),
+          name="v_class_bias")
+      self.h_class_bias = tf.Variable(
+          tf.random.normal([num_classes, 2 * nf], stddev=0.05, dtype=dtype),
+          name="h_class_bias")
+
+  def __call__(self, v, h, labels, ops):
+    """v, h [B, H, W, p], labels [B, N] or None -> new (v, h)."""
+    v_pre = ops.conv(self.v_conv, v)
+    h_pre = ops.conv(self.h_conv, h) + ops.nin(self.link, v_pre)
+    if labels is not None:
+      v_pre += tf.matmul(labels, self.v_class_bias)[:, None, None, :]
+      h_pre += tf.matmul(labels, self.h_class_bias)[:, None, None, :]
+    gated = ops.dropout(gated_activation(h_pre), self.dropout_p)
+    return gated_activation(v_pre), h + ops.nin(self.h_out, gated)
+
+
+class GatedPixelCNNNetwork(tf.Module):
+  """The gated PixelCNN of van den Oord et al. (2016b), without blind spot.
+
+  A vertical stack sees every pixel in the rows above, within its
+  receptive field; a horizontal stack sees the pixels to the left in the
+  row and, through a 1x1 link from the vertical stack at every layer,
+  everything the vertical stack sees. Together they cover the whole past
+  of a pixel near it: no blind spot.
+
+  The first layer works on the image:
+
+    v_pre = down_shift(conv(x))          (kernel (k0 // 2 + 1, k0))
+    h_pre = right_shift(conv(x)) + link(v_pre)      (kernel (1, k0 // 2))
+    v = gate(v_pre + class bias)
+    h = out(gate(h_pre + class bias))
+
+  The down-shift makes v at row i depend on rows above i alone, and the
+  right-shift keeps the current pixel out of h. There is no residual
+  connection around this layer, whose input is the image. Then
+  `num_layers` `GatedPixelCNNLayer`s of kernel size k, and ReLU, a 1x1
+  convolution, ReLU and a 1x1 convolution from h to the head's
+  parameters.
+
+  Args:
+    image_shape: (H, W, C).
+    num_params: parameters per pixel that the likelihood head needs.
+    num_filters: p, channels of both stacks.
+    num_layers: gated layers after the first, 0 or more.
+    first_kernel_size: k0, odd, at least 3.
+    kernel_size: k, odd.
+    dropout_p: dropout rate in the horizontal stack, in [0, 1).
+    num_classes: label classes for conditioning, 0 for none; every gated
+      activation adds a learned bias per class.
+    weight_norm: weight-normalise every convolution.
+    dtype: float dtype of variables and computation.
+
+  Note: the paper shifts the link from the vertical to the horizontal
+  stack down a row at every layer; shifting the vertical stack once, after
+  its first convolution, as PixelCNN++ does, gives the same receptive
+  field, and lets the fast sampler compute the vertical stack once per
+  row. The paper also uses no weight normalisation or dropout; dropout is
+  off by default here.
+  """
+
+  def __init__(self, image_shape, num_params, num_filters=32, num_layers=8,
+               first_kernel_size=7, kernel_size=3, dropout_p=0.0,
+               num_classes=0, weight_norm=True, dtype=tf.float32,
+               name=None):
+    super().__init__(name=name)
+    _, _, channels = image_shape
+    if min(image_shape) < 1:
+      raise ValueError(f"image_shape must be positive, not {image_shape}")
+    if num_filters < 1 or num_layers < 0:
+      raise ValueError("num_filters must be at least 1 and num_layers at "
+                       "least 0")
+    _check_kernel_size("first_kernel_size", first_kernel_size, 3)
+    _check_kernel_size("kernel_size", kernel_size, 1)
+    if not 0.0 <= dropout_p < 1.0:
+      raise ValueError(f"dropout_p must be in [0, 1), not {dropout_p}")
+    self.image_shape = tuple(image_shape)
+    self.num_params = num_params
+    self.num_filters = num_filters
+    self.num_layers = num_layers
+    self.num_classes = num_classes
+    self.dtype = dtype
+
+    nf, k0 = num_filters, first_kernel_size
+    kwargs = dict(weight_norm=weight_norm, dtype=dtype)
+    # The first convolutions see the current row; only what follows the
+    # down-shift depends on the rows above alone.
+    self.v_input = place(layers.DownShiftedConv2D(
+        channels, 2 * nf, (k0 // 2 + 1, k0), **kwargs), 0)
+    self.h_input = place(layers.DownRightShiftedConv2D(
+        channels, 2 * nf, (1, k0 // 2), **kwargs), 0)
+    self.input_link = place(
+        layers.NetworkInNetwork(2 * nf, 2 * nf, **kwargs), 0,
+        above_only=True)
+    self.h_input_out = place(layers.NetworkInNetwork(nf, nf, **kwargs), 0)
+    self.v_class_bias = self.h_class_bias = None
+    if num_classes:
+      self.v_class_bias = tf.Variable(
+          tf.random.normal([num_classes, 2 * nf], stddev=0.05, dtype=dtype),
+          name="v_class_bias")
+      self.h_class_bias = tf.Variable(
+          tf.random.normal([num_classes, 2 * nf], stddev=0.05, dtype=dtype),
+          name="h_class_bias")
+    self.gated_layers = [
+        GatedPixelCNNLayer(nf, kernel_size, num_classes, dropout_p,
+                           **kwargs)
+        for _ in range(num_layers)]
+    self.output_hidden = place(
+        layers.NetworkInNetwork(nf, 2 * nf, **kwargs), 0)
+    self.output_layer = place(
+        layers.NetworkInNetwork(2 * nf, num_params, **kwargs), 0)
+
+  def forward(self, images, labels, ops):
+    """Distribution parameters at every pixel.
+
+    Args:
+      images: [B, H', W, C] values 0..255 (H' = H for a full pass, 1 for
+        a row).
+      labels: [B, num_classes] one-hot in the network's dtype, or None.
+      ops: a `FullPass` or a row-by-row pass.
+
+    Returns:
+      [B, H', W, num_params] in the network's dtype.
+    """
+    x = scale_images(images, self.dtype)
+
+    v_pre = ops.down_shift(ops.conv(self.v_input, x), 0)
+    h_pre = (layers.right_shift(ops.conv(self.h_input, x))
+             + ops.nin(self.input_link, v_pre))
+    if labels is not None:
+      v_pre += tf.matmul(labels, self.v_class_bias)[:, None, None, :]
+      h_pre += tf.matmul(labels, self.h_class_bias)[:, None, None, :]
+    v = gated_activation(v_pre)
+    h = ops.nin(self.h_input_out, gated_activation(h_pre))
+
+    for layer in self.gated_layers:
+      v, h = layer(v, h, labels, ops)
+
+    out = ops.nin(self.output_hidden, tf.nn.relu(h))
+    return ops.nin(self.output_layer, tf.nn.relu(out))
