@@ -44,8 +44,10 @@ flags.DEFINE_enum("model", "pixelcnnpp", list(models.MODELS),
 flags.DEFINE_enum("likelihood", "mixture", list(likelihoods.HEADS),
                   "Discretized logistic mixture or 256-way softmax.")
 flags.DEFINE_integer("num_filters", 32, "Channels of every hidden layer.")
-flags.DEFINE_integer("num_resnet", 1,
-                     "Gated residual blocks per resolution stage.")
+flags.DEFINE_integer("num_resnet", None,
+                     "Depth: gated residual blocks per resolution stage "
+                     "for pixelcnnpp (default 1); residual or gated layers "
+                     "after the first for pixelcnn and gated (default 8).")
 flags.DEFINE_integer("num_hierarchies", 3,
                      "Resolution stages of the U-Net (each halves H, W).")
 flags.DEFINE_integer("num_logistic_mix", 5,
@@ -89,6 +91,8 @@ flags.DEFINE_integer("seed", _DEFAULTS.seed,
 
 FLAGS = flags.FLAGS
 
+_DEFAULT_DEPTH = {"pixelcnnpp": 1, "pixelcnn": 8, "gated": 8}
+
 
 def main(argv):
   if len(argv) > 1:
@@ -100,9 +104,12 @@ def main(argv):
                  "image_size": FLAGS.image_size,
                  "grayscale": FLAGS.grayscale,
                  "conditional": FLAGS.conditional}
+  num_resnet = FLAGS.num_resnet
+  if num_resnet is None:
+    num_resnet = _DEFAULT_DEPTH[FLAGS.model]
   model_config = {"model": FLAGS.model, "likelihood": FLAGS.likelihood,
                   "num_filters": FLAGS.num_filters,
-                  "num_resnet": FLAGS.num_resnet,
+                  "num_resnet": num_resnet,
                   "num_hierarchies": FLAGS.num_hierarchies,
                   "num_logistic_mix": FLAGS.num_logistic_mix,
                   "dropout_p": FLAGS.dropout_p,
