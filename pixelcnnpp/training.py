@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import time
 
@@ -250,10 +251,9 @@ def train(workdir, data_config, model_config, train_config,
   manager = tf.train.CheckpointManager(
       trainer.checkpoint, os.path.join(workdir, "checkpoints"),
       max_to_keep=3)
-  if manager.latest_checkpoint:
-    trainer.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
-    logging.info("Resumed from %s at step %d", manager.latest_checkpoint,
-                 trainer.step)
+  if manager.checkpoints:
+    restored = restore_newest_good(trainer.checkpoint, manager.checkpoints)
+    logging.info("Resumed from %s at step %d", restored, trainer.step)
   else:
     init = next(iter(images.train.batch(train_config.init_batch_size)))
     trainer.initialize(init["image"], _labels(init, conditional))
@@ -263,6 +263,21 @@ def train(workdir, data_config, model_config, train_config,
                    for v in trainer.model.trainable_variables)
   logging.info("Model: %s, %d parameters", model_config, num_params)
 
+  # A polite stop (SIGTERM, as sent on preemption) ends the run after the
+  # current step, with a checkpoint.
+  stop_requested = []
+  previous_handler = signal.signal(
+      signal.SIGTERM, lambda signum, frame: stop_requested.append(signum))
+  try:
+    return _train_loop(trainer, manager, images, workdir, conditional,
+                       train_config, stop_requested)
+  finally:
+    signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _train_loop(trainer, manager, images, workdir, conditional,
+                train_config, stop_requested):
+  """The steps of `train`, evaluating and saving as configured."""
   writer = tf.summary.create_file_writer(os.path.join(workdir,
                                                       "tensorboard"))
   batches = training_batches(images.train, train_config.batch_size,
@@ -298,6 +313,11 @@ def train(workdir, data_config, model_config, train_config,
     if out_of_time:
       logging.info("Stopping after %.1f minutes of training (--max_minutes)",
                    train_seconds / 60)
+    if stop_requested:
+      manager.save(checkpoint_number=step)
+      logging.info("Stopped by signal %d at step %d; saved %s",
+                   stop_requested[0], step, manager.latest_checkpoint)
+      break
     last = step == train_config.num_steps or out_of_time
     if step % train_config.eval_every == 0 or last:
       seconds = time.time() - window_start
@@ -341,6 +361,34 @@ def train(workdir, data_config, model_config, train_config,
   return result
 
 
+def restore_newest_good(checkpoint, paths):
+  """Restores the newest of `paths` that reads back whole; returns it.
+
+  A checkpoint cut short (a full disk, a copy interrupted) or damaged is
+  reported with its path and the one before it is tried.
+
+  Raises:
+    TrainingError: none of them could be read.
+  """
+  failures = []
+  for path in reversed(paths):
+    try:
+      checkpoint.restore(path).assert_consumed()
+      if failures:
+        logging.warning("Using %s instead", path)
+      return path
+    # The checkpoint reader reports damage in many ways (DataLossError,
+    # IndexError for a short read, AssertionError for missing values).
+    except Exception as e:  # pylint: disable=broad-except
+      message = str(e).strip().splitlines()[0][:300]
+      logging.warning("Checkpoint %s is unreadable (%s: %s)", path,
+                      type(e).__name__, message)
+      failures.append(path)
+  raise TrainingError(
+      f"no checkpoint could be read ({', '.join(failures)}); move the "
+      f"checkpoints directory aside to start again")
+
+
 def _labels(element, conditional):
   return element["label"] if conditional else None
 
@@ -377,11 +425,14 @@ def restore(workdir, averaged=True, checkpoint=None):
   train_config = TrainConfig(**config["train"])
   trainer = Trainer(config["model"], train_config)
   if checkpoint is None:
-    checkpoint = tf.train.latest_checkpoint(
-        os.path.join(workdir, "checkpoints"))
-  if checkpoint is None:
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: the "
-                            f"run has not saved one yet")
-  trainer.checkpoint.restore(checkpoint).assert_consumed()
+    state = tf.train.get_checkpoint_state(os.path.join(workdir,
+                                                       "checkpoints"))
+    if state is None or not state.all_model_checkpoint_paths:
+      raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: "
+                              f"the run has not saved one yet")
+    restore_newest_good(trainer.checkpoint,
+                        list(state.all_model_checkpoint_paths))
+  else:
+    trainer.checkpoint.restore(checkpoint).assert_consumed()
   model = trainer.ema_model if averaged else trainer.model
   return model, config

@@ -174,3 +174,48 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     training.train(workdir, DATA, MODEL, config(num_steps=6))
   assert tf.train.latest_checkpoint(
       os.path.join(workdir, "checkpoints")).endswith("ckpt-3")
+
+
+def test_corrupt_checkpoint_falls_back_to_previous(straight_run, tmp_path,
+                                                   caplog):
+  """A truncated newest checkpoint is reported by path; the run resumes
+  from the one before and ends exactly where the straight run did."""
+  workdir = tmp_path / "corrupt"
+  shutil.copytree(straight_run, workdir)
+  newest = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+  assert newest.endswith("ckpt-6")
+  for shard in workdir.glob("checkpoints/ckpt-6.data-*"):
+    shard.write_bytes(shard.read_bytes()[:100])
+
+  training.train(str(workdir), DATA, MODEL, config())
+  assert f"Checkpoint {newest} is unreadable" in caplog.text
+  resumed, straight = variables(str(workdir)), variables(straight_run)
+  for name in straight:
+    np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+  """On SIGTERM (preemption) the run saves its current step and exits 0."""
+  workdir = tmp_path / "preempted"
+  command = [sys.executable, "-m", "pixelcnnpp.train",
+             f"--workdir={workdir}", f"--data_dir={MNIST}",
+             "--num_steps=100000", "--checkpoint_every=100000",
+             "--batch_size=8", "--init_batch_size=16", "--num_samples=0",
+             "--num_filters=4", "--num_hierarchies=2",
+             "--num_logistic_mix=2"]
+  process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 300
+  log = ""
+  for line in process.stderr:
+    log += line
+    if "parameters" in line:
+      break
+    assert time.time() < deadline
+  time.sleep(3)
+  process.send_signal(signal.SIGTERM)
+  log += process.stderr.read()
+  assert process.wait(timeout=120) == 0, log[-2000:]
+  assert "Stopped by signal 15" in log
+  saved = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+  assert saved is not None and int(saved.rsplit("-", 1)[1]) >= 1
