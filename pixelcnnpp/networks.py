@@ -60,7 +60,7 @@ class FullPass:
     seed = tf.random.experimental.stateless_fold_in(
         self.dropout_seed, self._num_dropouts)
     self._num_dropouts += 1
-    return tf.nn.experimental.stateless_dropout(x, rate, seed)
+    return layers.dropout(x, rate, seed)
 
 
 class GatedResnet(tf.Module):
