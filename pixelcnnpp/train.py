@@ -37,6 +37,10 @@ flags.DEFINE_integer("image_size", None,
                      "Resize (and centre-crop) images to this square size.")
 flags.DEFINE_bool("grayscale", False,
                   "Convert colour images to one channel.")
+flags.DEFINE_bool("skip_bad_files", False,
+                  "For a folder of images: warn about each file that "
+                  "cannot be decoded and train without it, rather than "
+                  "stop.")
 flags.DEFINE_bool("conditional", False,
                   "Condition the model on the data set's class labels.")
 flags.DEFINE_enum("model", "pixelcnnpp", list(models.MODELS),
@@ -104,6 +108,10 @@ def main(argv):
                  "image_size": FLAGS.image_size,
                  "grayscale": FLAGS.grayscale,
                  "conditional": FLAGS.conditional}
+  # Recorded only when set, so that runs saved before the flag existed
+  # still resume: config.json must match key by key.
+  if FLAGS.skip_bad_files:
+    data_config["skip_bad_files"] = True
   num_resnet = FLAGS.num_resnet
   if num_resnet is None:
     num_resnet = _DEFAULT_DEPTH[FLAGS.model]
