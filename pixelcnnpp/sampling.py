@@ -24,6 +24,7 @@ but on a CPU the per-operation overhead of the smaller steps eats most of
 that gain at these image sizes.
 """
 
+import numpy as np
 import tensorflow as tf
 
 METHODS = ("fast", "reference")
@@ -264,8 +265,9 @@ def sample(model, num, seed=0, temperature=1.0, labels=None, prefix=None,
     seed: int, or int32 [2] stateless seed. The same seed gives the same
       images, with either method.
     temperature: positive float. Divides the logits of the categorical
-      choices and multiplies the logistic scales: near 0 every draw is the
-      most likely value given the context; 1 is the model itself.
+      choices and multiplies the logistic scales: near 0 every draw is
+      deterministic given the context (the most likely softmax value; the
+      bin of the most likely component's mean); 1 is the model itself.
     labels: for a class-conditional model, integers [num] (or a single
       integer for all) or one-hot [num, N].
     prefix: images [num, H, W, C] whose first `prefix_length` pixels in
@@ -286,7 +288,14 @@ def sample(model, num, seed=0, temperature=1.0, labels=None, prefix=None,
   if not float(temperature) > 0:
     raise ValueError(f"temperature must be positive, not {temperature}")
   height, width, channels = model.image_shape
+  if not isinstance(num, (int, np.integer)) or num < 1:
+    raise ValueError(f"num must be a positive integer, not {num!r}")
   labels = model.one_hot_labels(labels, num)
+  if labels is not None and labels.shape[0] != num:
+    raise ValueError(f"got {labels.shape[0]} labels for num={num} images: "
+                     f"pass one label per image, or a single label")
+  if prefix is None and prefix_length is not None:
+    raise ValueError("prefix_length needs prefix, the images to complete")
   if prefix is None:
     canvas = tf.zeros([num, height, width, channels], tf.int32)
     known = 0
@@ -299,9 +308,12 @@ def sample(model, num, seed=0, temperature=1.0, labels=None, prefix=None,
     if not 0 <= known <= height * width:
       raise ValueError(f"prefix_length must be in 0..{height * width}, not "
                        f"{known}")
-  if isinstance(seed, int):
-    seed = [seed, 0]
+  if isinstance(seed, (int, np.integer)):
+    seed = [int(seed), 0]
   seed = tf.cast(tf.convert_to_tensor(seed), tf.int32)
+  if seed.shape != (2,):
+    raise ValueError(f"seed must be an integer or a pair of integers, not "
+                     f"shape {seed.shape}")
 
   function = _compiled(model, method)
   images, params = function(canvas, labels, seed,

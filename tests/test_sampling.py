@@ -493,10 +493,6 @@ def test_unconditional_model_refuses_labels(samples):
     model.sample(NUM, seed=0, labels=[0, 1, 2])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sampling.sample does not compare the number of labels with num: the "
-    "mismatch surfaces from inside the traced sampler as a TensorFlow "
-    "shape error ('Dimensions must be equal') under a graph traceback"))
 @pytest.mark.parametrize("labels", [[0, 1], np.eye(3)[[0, 1]]],
                          ids=["integers", "one-hot"])
 def test_wrong_number_of_labels_is_a_clear_error(tiny_model, labels):
@@ -619,10 +615,6 @@ def test_same_seed_same_images_other_seed_other_images(samples, method):
   assert not np.array_equal(images[0], images[1])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sampling.sample turns only Python ints into [seed, 0]; a NumPy "
-    "integer becomes a scalar tensor, and the traced sampler fails with "
-    "'Shape must be rank 1 but is rank 0' from stateless_fold_in"))
 def test_numpy_integer_seed_works_like_python_int(tiny_model):
   model = tiny_model()
   np.testing.assert_array_equal(model.sample(NUM, seed=np.int64(7)),
