@@ -79,8 +79,9 @@ def test_evaluate_counts_every_test_image(trained, tmp_path):
   assert 0 < summary["stderr"] < 0.1
 
 
-def test_sample_writes_png_and_npz(trained, tmp_path):
-  """Sampling writes a PNG grid and integer images in range."""
+def test_sample_writes_png_and_npz_that_evaluate_scores(trained, tmp_path):
+  """Sampling writes a PNG grid and integer images in range; evaluate
+  scores that .npz, every image counted."""
   workdir, _, _ = trained
   png, npz = tmp_path / "grid.png", tmp_path / "raw.npz"
   result = run("pixelcnnpp.sample", f"--workdir={workdir}", "--num=4",
@@ -89,6 +90,13 @@ def test_sample_writes_png_and_npz(trained, tmp_path):
   images = np.load(npz)["images"]
   assert images.shape == (4, 28, 28, 1) and images.dtype == np.uint8
   assert png.stat().st_size > 100
+
+  output = tmp_path / "scored.json"
+  scored = run("pixelcnnpp.evaluate", f"--workdir={workdir}",
+               f"--images={npz}", f"--output={output}")
+  assert scored.returncode == 0, scored.stderr[-3000:]
+  summary = json.loads(output.read_text())
+  assert summary["count"] == 4 and 0 < summary["bits_per_dim"] < 8
 
 
 def test_clashing_configuration_is_refused(trained):
