@@ -29,5 +29,7 @@ setuptools.setup(
     extras_require={
         "test": ["pytest>=8.0"],
         "plot": ["matplotlib>=3.8"],
+        # The photographs that benchmarks/photo_patches.py cuts up.
+        "photos": ["scikit-image>=0.22"],
     },
 )
