@@ -73,6 +73,24 @@ def dropout(x, rate, seed):
   return tf.where(keep, x * scale, tf.zeros_like(x))
 
 
+def _initialize_gain_and_bias(layer, y):
+  """Data-dependent initialisation of a weight-normalised layer.
+
+  Sets `layer.g` and `layer.b` so that the outputs `y` (computed with the
+  unit-norm direction) get zero mean and standard deviation
+  `layer.init_scale` per output channel, over every other axis.
+
+  Returns:
+    The outputs with the new gain and bias applied.
+  """
+  axes = list(range(len(y.shape) - 1))
+  mean, variance = tf.nn.moments(y, axes=axes)
+  scale = layer.init_scale / tf.sqrt(variance + 1e-10)
+  layer.g.assign(scale)
+  layer.b.assign(-mean * scale)
+  return (y - mean) * scale
+
+
 class WeightNormConv2D(tf.Module):
   """2-D convolution, weight-normalised, with explicit padding.
 
@@ -150,11 +168,7 @@ class WeightNormConv2D(tf.Module):
   def _initialize(self, x):
     direction = tf.nn.l2_normalize(self.v, axis=[0, 1, 2])
     y = tf.nn.conv2d(x, direction, self.strides, "VALID")
-    mean, variance = tf.nn.moments(y, axes=[0, 1, 2])
-    scale = self.init_scale / tf.sqrt(variance + 1e-10)
-    self.g.assign(scale)
-    self.b.assign(-mean * scale)
-    return (y - mean) * scale
+    return _initialize_gain_and_bias(self, y)
 
 
 class DownShiftedConv2D(WeightNormConv2D):
@@ -243,11 +257,7 @@ class ShiftedConv2DTranspose(tf.Module):
     out_h, out_w = output_size
     y = tf.slice(y, [0, 0, left, 0], [-1, out_h, out_w, -1])
     if init and self.weight_norm:
-      mean, variance = tf.nn.moments(y, axes=[0, 1, 2])
-      scale = self.init_scale / tf.sqrt(variance + 1e-10)
-      self.g.assign(scale)
-      self.b.assign(-mean * scale)
-      return (y - mean) * scale
+      return _initialize_gain_and_bias(self, y)
     return tf.nn.bias_add(y, self.b)
 
 
@@ -282,12 +292,7 @@ class NetworkInNetwork(tf.Module):
     """[..., C_in] -> [..., C_out]; `kernel` as in `WeightNormConv2D`."""
     if init and self.weight_norm:
       y = tf.tensordot(x, tf.nn.l2_normalize(self.v, axis=0), 1)
-      axes = list(range(len(x.shape) - 1))
-      mean, variance = tf.nn.moments(y, axes=axes)
-      scale = self.init_scale / tf.sqrt(variance + 1e-10)
-      self.g.assign(scale)
-      self.b.assign(-mean * scale)
-      return (y - mean) * scale
+      return _initialize_gain_and_bias(self, y)
     if kernel is None:
       kernel = self.kernel()
     return tf.tensordot(x, kernel, 1) + self.b
@@ -366,8 +371,4 @@ class MaskedConv2D(WeightNormConv2D):
 
   def _initialize(self, x):
     y = tf.nn.conv2d(x, self.direction(), self.strides, "VALID")
-    mean, variance = tf.nn.moments(y, axes=[0, 1, 2])
-    scale = self.init_scale / tf.sqrt(variance + 1e-10)
-    self.g.assign(scale)
-    self.b.assign(-mean * scale)
-    return (y - mean) * scale
+    return _initialize_gain_and_bias(self, y)
