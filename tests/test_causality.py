@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pixelcnnpp import likelihoods
 from pixelcnnpp import networks
 
 HEADS = ("mixture", "softmax")
@@ -506,9 +507,26 @@ def coupled_model(cached_model):
   return cached_model((4, 5, 3), channel_coupling=True, num_logistic_mix=2)
 
 
+def coupled_layout(head):
+  """Offsets on the last axis of the coupled head's parameters.
+
+  Returns:
+    (start of the means [C, K], start of the log-scales [C, K], start of
+    the coefficients [C (C - 1) / 2, K]), after the K logits.
+  """
+  channels, num_mix = head.num_channels, head.num_logistic_mix
+  return (num_mix, (1 + channels) * num_mix, (1 + 2 * channels) * num_mix)
+
+
 def log_prob_of_channel(head, params, images, channel):
-  """log p of `channel` at every pixel, [B, H, W]."""
+  """log p(x_c | x_<c) of `channel` at every pixel, [B, H, W]."""
   return head.log_prob(tf.constant(params), images).numpy()[..., channel]
+
+
+def component_terms(head, params, images, channel):
+  """log p(x_c | k, x_<c) of `channel` at every pixel, [B, H, W, K]."""
+  return head.component_log_prob(tf.constant(params),
+                                 images).numpy()[..., channel, :]
 
 
 @pytest.mark.parametrize("d", [-60, 1, 45])
@@ -517,23 +535,24 @@ def test_coupling_moves_mean_by_coefficient_times_change(cached_model,
                                                         pair, d):
   """Changing channel e of p by d moves channel c's means by coeff * d.
 
-  In the [-1, 1] space, d grey levels are 2 d / 255. The log-probability
-  of every value 0..255 of channel c, at every pixel, with channel e
-  changed by d, equals that with e unchanged and the means of c (every
-  component) moved by tanh(coefficient) * 2 d / 255, and differs from
-  that with the means unmoved.
+  In the [-1, 1] space, d grey levels are 2 d / 255. Each component's
+  log-probability of every value 0..255 of channel c, at every pixel,
+  with channel e changed by d, equals that with e unchanged and the
+  component's mean of c moved by tanh(coefficient) * 2 d / 255, and
+  differs from that with the means unmoved.
   """
   channel, earlier = pair
   model = coupled_model(cached_model)
   head = model.head
-  num_mix, channels = head.num_logistic_mix, head.num_channels
+  num_mix = head.num_logistic_mix
+  means_start, _, coeffs_start = coupled_layout(head)
   rng = np.random.default_rng(12)
   image = rng.integers(60, 196, (1, 4, 5, 3)).astype(np.int32)
   params = model.params(image).numpy()
 
-  coeff_start = 3 * channels * num_mix + PAIRS.index(pair) * num_mix
+  coeff_start = coeffs_start + PAIRS.index(pair) * num_mix
   coeffs = np.tanh(params[..., coeff_start:coeff_start + num_mix])
-  mean_start = channels * num_mix + channel * num_mix
+  mean_start = means_start + channel * num_mix
   shifted = params.copy()
   shifted[..., mean_start:mean_start + num_mix] += coeffs * 2 * d / 255
 
@@ -543,10 +562,10 @@ def test_coupling_moves_mean_by_coefficient_times_change(cached_model,
   changed[..., earlier] += d
   tiled = np.repeat(params, 256, 0)
 
-  moved_by_data = log_prob_of_channel(head, tiled, changed, channel)
-  moved_by_hand = log_prob_of_channel(head, np.repeat(shifted, 256, 0),
-                                      images, channel)
-  unmoved = log_prob_of_channel(head, tiled, images, channel)
+  moved_by_data = component_terms(head, tiled, changed, channel)
+  moved_by_hand = component_terms(head, np.repeat(shifted, 256, 0), images,
+                                  channel)
+  unmoved = component_terms(head, tiled, images, channel)
 
   np.testing.assert_allclose(moved_by_data, moved_by_hand, rtol=1e-10,
                              atol=1e-10)
@@ -555,20 +574,30 @@ def test_coupling_moves_mean_by_coefficient_times_change(cached_model,
 
 def test_channels_ignore_later_channels_and_coupling_is_only_link(
     cached_model, random_images):
-  """Channel c of p ignores channels after c, and others without coupling.
+  """Channel c of p ignores channels after c; earlier ones reach it only
+  through the coupling coefficients and the shared component.
 
-  With the head's parameters fixed: changing a channel leaves the
-  log-probabilities of the channels before it bit for bit unchanged;
-  with the coupling coefficients set to zero it leaves every other
-  channel unchanged too.
+  With the head's parameters fixed, changing a channel: leaves
+  log p(x_c | x_<c) of every channel c before it bit for bit unchanged,
+  and changes those after it; leaves the channel terms of each component
+  of every other channel unchanged once the coefficients are zero; and,
+  with one component (no shared indicator to infer) and zero
+  coefficients, leaves log p of every other channel unchanged.
   """
   model = coupled_model(cached_model)
   head = model.head
   channels, num_mix = head.num_channels, head.num_logistic_mix
+  means_start, scales_start, coeffs_start = coupled_layout(head)
   images = random_images(4, (4, 5, 3), seed=13)
   params = model.params(images).numpy()
   uncoupled = params.copy()
-  uncoupled[..., 3 * channels * num_mix:] = 0.0
+  uncoupled[..., coeffs_start:] = 0.0
+  # Component 0 alone, coefficients zero, as a one-component head.
+  single = likelihoods.MixtureHead(channels, 1, channel_coupling=True)
+  single_params = np.concatenate(
+      [params[..., :1], params[..., means_start:scales_start:num_mix],
+       params[..., scales_start:coeffs_start:num_mix],
+       np.zeros(params.shape[:-1] + (3,))], axis=-1)
 
   for changed_channel in range(channels):
     changed = images.copy()
@@ -582,6 +611,14 @@ def test_channels_ignore_later_channels_and_coupling_is_only_link(
         np.testing.assert_array_equal(after, before)
       else:
         assert not np.array_equal(after, before)
+        # Even without coefficients: the earlier channel says which
+        # component the pixel likely came from.
+        assert not np.array_equal(
+            log_prob_of_channel(head, uncoupled, changed, c),
+            log_prob_of_channel(head, uncoupled, images, c))
       np.testing.assert_array_equal(
-          log_prob_of_channel(head, uncoupled, changed, c),
-          log_prob_of_channel(head, uncoupled, images, c))
+          component_terms(head, uncoupled, changed, c),
+          component_terms(head, uncoupled, images, c))
+      np.testing.assert_array_equal(
+          log_prob_of_channel(single, single_params, changed, c),
+          log_prob_of_channel(single, single_params, images, c))

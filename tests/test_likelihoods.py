@@ -2,7 +2,8 @@
 
 The mixture head is also compared with a reference written here in NumPy
 from the formulas of Salimans et al. (2017), in a numerically stable form,
-with and without channel coupling.
+with and without channel coupling; with coupling, the joint distribution
+of a two-channel pixel is summed over all 65,536 values.
 """
 
 import math
@@ -31,7 +32,9 @@ def extreme_mixture_params(head, num, seed=0):
   rng = np.random.default_rng(seed)
   channels, num_mix = head.num_channels, head.num_logistic_mix
   size = (num, channels, num_mix)
-  logits = rng.choice([-30.0, -3.0, 0.0, 1.0, 30.0], size)
+  # Coupled channels share one set of mixture logits.
+  logits = rng.choice([-30.0, -3.0, 0.0, 1.0, 30.0],
+                      (num, num_mix) if head.channel_coupling else size)
   means = rng.choice([-50.0, -3.0, -1.0, -0.2, 0.0, 0.5, 1.0, 3.0, 50.0],
                      size) + rng.uniform(-0.01, 0.01, size)
   log_scales = rng.choice([-20.0, -7.0, -6.5, -3.0, 0.0, 2.0, 7.0], size)
@@ -65,42 +68,76 @@ def log_sigmoid(x):
   return -np.logaddexp(0.0, -x)
 
 
-def reference_log_prob(logits, means, log_scales, coeffs, pixel):
-  """log p of one pixel under the discretized logistic mixture, NumPy.
+def reference_log_bins(pixel, means, log_scales):
+  """log L(pixel; mean, scale) of a discretized logistic, NumPy.
+
+  Args:
+    pixel: an integer 0..255.
+    means, log_scales: [K], means in [-1, 1] space.
+
+  Returns:
+    [K] log-probabilities of `pixel` under each logistic.
+  """
+  scaled = 2.0 * pixel / 255.0 - 1.0
+  inv_scale = np.exp(-np.maximum(log_scales, -7.0))
+  upper = (scaled - means + 1.0 / 255.0) * inv_scale
+  lower = (scaled - means - 1.0 / 255.0) * inv_scale
+  if pixel == 0:
+    return log_sigmoid(upper)
+  if pixel == 255:
+    return log_sigmoid(-lower)
+  # sigmoid(u) - sigmoid(l) = sigmoid(u) sigmoid(-l) (1 - e^(l - u)).
+  return (log_sigmoid(upper) + log_sigmoid(-lower)
+          + np.log(-np.expm1(lower - upper)))
+
+
+def reference_log_prob(logits, means, log_scales, pixel):
+  """log p of each channel of one pixel, one mixture each, NumPy.
 
   Args:
     logits, means, log_scales: [C, K]; means in [-1, 1] space.
-    coeffs: [C (C - 1) / 2, K] after tanh, pairs (1, 0), (2, 0), (2, 1),
-      or None.
     pixel: [C] integers 0..255.
 
   Returns:
-    [C] log-probabilities of each channel given the earlier ones.
+    [C] log-probabilities of the channels, independent of each other.
   """
-  channels = len(pixel)
-  scaled = 2.0 * np.asarray(pixel, np.float64) / 255.0 - 1.0
   result = []
+  for c, value in enumerate(pixel):
+    log_weights = logits[c] - np.logaddexp.reduce(logits[c])
+    result.append(np.logaddexp.reduce(
+        log_weights + reference_log_bins(value, means[c], log_scales[c])))
+  return np.array(result)
+
+
+def reference_coupled_log_prob(logits, means, log_scales, coeffs, pixel):
+  """log p of one pixel under the paper's coupled mixture, NumPy.
+
+  Straight from the formula: log p(x_<=c) = logsumexp_k [log pi_k + sum
+  over c' <= c of log L(x_c'; mean_c',k + sum over e < c' of
+  coeff_(c',e),k * x_e, scale_c',k)], with x in [-1, 1] space, and the
+  chain rule log p(x_c | x_<c) = log p(x_<=c) - log p(x_<c).
+
+  Args:
+    logits: [K].
+    means, log_scales: [C, K]; means in [-1, 1] space.
+    coeffs: [C (C - 1) / 2, K] after tanh, pairs (1, 0), (2, 0), (2, 1).
+    pixel: [C] integers 0..255.
+
+  Returns:
+    [C] log p(x_c | x_<c), and the joint log p(x).
+  """
+  scaled = 2.0 * np.asarray(pixel, np.float64) / 255.0 - 1.0
+  prefix = np.asarray(logits) - np.logaddexp.reduce(logits)
+  joints = [0.0]
   pair = 0
-  for c in range(channels):
+  for c, value in enumerate(pixel):
     mean = means[c].copy()
     for earlier in range(c):
-      if coeffs is not None:
-        mean += coeffs[pair] * scaled[earlier]
-        pair += 1
-    inv_scale = np.exp(-np.maximum(log_scales[c], -7.0))
-    upper = (scaled[c] - mean + 1.0 / 255.0) * inv_scale
-    lower = (scaled[c] - mean - 1.0 / 255.0) * inv_scale
-    if pixel[c] == 0:
-      log_bins = log_sigmoid(upper)
-    elif pixel[c] == 255:
-      log_bins = log_sigmoid(-lower)
-    else:
-      # sigmoid(u) - sigmoid(l) = sigmoid(u) sigmoid(-l) (1 - e^(l - u)).
-      log_bins = (log_sigmoid(upper) + log_sigmoid(-lower)
-                  + np.log(-np.expm1(lower - upper)))
-    log_weights = logits[c] - np.logaddexp.reduce(logits[c])
-    result.append(np.logaddexp.reduce(log_weights + log_bins))
-  return np.array(result)
+      mean += coeffs[pair] * scaled[earlier]
+      pair += 1
+    prefix = prefix + reference_log_bins(value, mean, log_scales[c])
+    joints.append(np.logaddexp.reduce(prefix))
+  return np.diff(joints), joints[-1]
 
 
 def head_log_prob(head, params, pixels, dtype=tf.float64):
@@ -233,34 +270,131 @@ def test_three_identical_components_equal_one(logits, pixel):
   np.testing.assert_allclose(triple, single, rtol=1e-13)
 
 
-@pytest.mark.parametrize("channel_coupling", [False, True])
-def test_mixture_matches_numpy_reference(channel_coupling):
-  """The mixture head agrees with the NumPy reference to 1e-9.
+def random_mixture(num, channels, num_mix, channel_coupling, seed):
+  """Random logits, means in [-1.5, 1.5], log-scales in [-7, 1] and
+  coefficients, as a dict of arrays [num, ...] and as head parameters
+  [num, P] in the head's layout."""
+  rng = np.random.default_rng(seed)
+  num_pairs = channels * (channels - 1) // 2
+  mixture = dict(
+      logits=rng.normal(0, 2, (num, num_mix) if channel_coupling
+                        else (num, channels, num_mix)),
+      means=rng.uniform(-1.5, 1.5, (num, channels, num_mix)),
+      log_scales=rng.uniform(-7, 1, (num, channels, num_mix)))
+  if channel_coupling:
+    mixture["raw_coeffs"] = rng.normal(0, 1, (num, num_pairs, num_mix))
+  params = np.concatenate([v.reshape(num, -1) for v in mixture.values()],
+                          axis=-1)
+  return mixture, params
 
-  Random logits, means in [-1.5, 1.5], log-scales in [-7, 1] and coupling
-  parameters, at random pixels and at the edge values 0 and 255.
+
+def test_mixture_matches_numpy_reference():
+  """The uncoupled head agrees with the NumPy reference to 1e-9.
+
+  At random pixels and at the edge values 0 and 255.
   """
   channels, num_mix, num = 3, 4, 200
-  head = likelihoods.MixtureHead(channels, num_mix, channel_coupling)
+  head = likelihoods.MixtureHead(channels, num_mix)
+  mixture, params = random_mixture(num, channels, num_mix, False, seed=4)
   rng = np.random.default_rng(4)
-  logits = rng.normal(0, 2, (num, channels, num_mix))
-  means = rng.uniform(-1.5, 1.5, (num, channels, num_mix))
-  log_scales = rng.uniform(-7, 1, (num, channels, num_mix))
-  raw_coeffs = rng.normal(0, 1, (num, 3, num_mix))
   pixels = rng.integers(0, 256, (num, channels))
   pixels[:20] = rng.choice([0, 255], (20, channels))
-  params = [logits.reshape(num, -1), means.reshape(num, -1),
-            log_scales.reshape(num, -1)]
-  if channel_coupling:
-    params.append(raw_coeffs.reshape(num, -1))
 
-  got = head_log_prob(head, np.concatenate(params, -1), pixels)
+  got = head_log_prob(head, params, pixels)
 
-  coeffs = np.tanh(raw_coeffs) if channel_coupling else [None] * num
   expected = np.stack([
-      reference_log_prob(logits[n], means[n], log_scales[n], coeffs[n],
-                         pixels[n]) for n in range(num)])
+      reference_log_prob(mixture["logits"][n], mixture["means"][n],
+                         mixture["log_scales"][n], pixels[n])
+      for n in range(num)])
   np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("channels", [2, 3])
+def test_coupled_mixture_matches_the_papers_formula(channels):
+  """The coupled head against the paper's joint, computed by brute force.
+
+  Each entry is log p(x_<=c) - log p(x_<c) of the reference, and their
+  sum its joint, to 1e-9. Pixels are random, at the edge values, or
+  drawn near a component's coupled means so that the likely region is
+  covered as well as the tails.
+  """
+  num_mix, num = 4, 300
+  head = likelihoods.MixtureHead(channels, num_mix, channel_coupling=True)
+  mixture, params = random_mixture(num, channels, num_mix, True, seed=14)
+  coeffs = np.tanh(mixture["raw_coeffs"])
+  rng = np.random.default_rng(14)
+  pixels = rng.integers(0, 256, (num, channels))
+  pixels[:20] = rng.choice([0, 255], (20, channels))
+  for n in range(20, 150):
+    k, pair = rng.integers(num_mix), 0
+    for c in range(channels):
+      mean = mixture["means"][n, c, k]
+      for earlier in range(c):
+        mean += coeffs[n, pair, k] * (2 * pixels[n, earlier] / 255 - 1)
+        pair += 1
+      level = (mean + 1) * 127.5 + rng.normal(0, 2)
+      pixels[n, c] = np.clip(np.round(level), 0, 255)
+
+  got = head_log_prob(head, params, pixels)
+
+  conditionals, joints = zip(*[
+      reference_coupled_log_prob(mixture["logits"][n], mixture["means"][n],
+                                 mixture["log_scales"][n], coeffs[n],
+                                 pixels[n]) for n in range(num)])
+  np.testing.assert_allclose(got, np.stack(conditionals), rtol=1e-9,
+                             atol=1e-9)
+  np.testing.assert_allclose(got.sum(axis=-1), joints, rtol=1e-9, atol=1e-9)
+  # The likely pixels are likely: the test covers more than far tails.
+  assert np.median(got[20:150].sum(axis=-1)) > -15
+
+
+@pytest.mark.parametrize("params_kind", ["random", "extreme"])
+def test_coupled_joint_over_all_pixels_sums_to_one(params_kind):
+  """Two coupled channels: the 256 x 256 joint probabilities sum to 1.
+
+  The joint of a pixel is exp of the sum of its channels' entries; in
+  float64, to 1e-6, for random and for extreme parameters (log-scales
+  -20 to +7, means at +-50, logits at +-30, tanh near +-1).
+  """
+  num_mix, num = 3, 6
+  head = likelihoods.MixtureHead(2, num_mix, channel_coupling=True)
+  if params_kind == "random":
+    _, params = random_mixture(num, 2, num_mix, True, seed=15)
+  else:
+    params = extreme_mixture_params(head, num, seed=15)
+  first, second = np.meshgrid(np.arange(256), np.arange(256),
+                              indexing="ij")
+  pixels = np.stack([first.ravel(), second.ravel()], axis=-1)
+
+  for n in range(num):
+    log_probs = head_log_prob(head, np.tile(params[n], (len(pixels), 1)),
+                              pixels)
+    total = np.exp(log_probs.sum(axis=-1)).sum()
+    np.testing.assert_allclose(total, 1.0, rtol=0, atol=1e-6)
+
+
+def test_coupled_single_component_without_coefficients_is_uncoupled():
+  """One component and zero coefficients: the channels are independent.
+
+  Then the coupled head is the uncoupled one with the same means and
+  scales, channel by channel, bit for bit.
+  """
+  channels, num = 3, 100
+  coupled = likelihoods.MixtureHead(channels, 1, channel_coupling=True)
+  uncoupled = likelihoods.MixtureHead(channels, 1)
+  rng = np.random.default_rng(16)
+  means = rng.uniform(-1, 1, (num, channels))
+  log_scales = rng.uniform(-5, 0, (num, channels))
+  pixels = rng.integers(0, 256, (num, channels))
+  coupled_params = np.concatenate(
+      [rng.normal(size=(num, 1)), means, log_scales,
+       np.zeros((num, 3))], axis=-1)
+  uncoupled_params = np.concatenate(
+      [rng.normal(size=(num, channels)), means, log_scales], axis=-1)
+
+  np.testing.assert_array_equal(
+      head_log_prob(coupled, coupled_params, pixels),
+      head_log_prob(uncoupled, uncoupled_params, pixels))
 
 
 def test_softmax_matches_log_softmax():

@@ -483,7 +483,7 @@ def test_build_maps_pixelcnnpp_keywords(name):
   assert model.network.num_layers == 3
   assert model.network.num_filters == 4
   assert model.head.channel_coupling
-  assert model.network.num_params == 2 * (3 * 3 + 3)
+  assert model.network.num_params == 2 * (1 + 2 * 3 + 3)
   assert np.all(np.isfinite(model.log_prob(random_images(2, (4, 4, 3)))))
   assert BUILDERS[name]((4, 4, 1), num_layers=2).network.num_layers == 2
   with pytest.raises(ValueError, match="disagree"):

@@ -175,15 +175,15 @@ def test_any_image_size_works(cached_model, shape, stages, likelihood):
 
 
 @pytest.mark.parametrize("likelihood,coupling,num_params", [
-    ("mixture", False, 5 * 9), ("mixture", True, 5 * 12),
+    ("mixture", False, 5 * 9), ("mixture", True, 5 * 10),
     ("softmax", False, 256 * 3),
 ])
 def test_params_per_pixel(likelihood, coupling, num_params):
   """The parameter count of the documented layouts, for RGB and K = 5.
 
-  Mixture: a logit, mean and log-scale per channel and component, plus
-  with coupling 3 coefficients per component; softmax: 256 logits per
-  channel.
+  Mixture: a logit, mean and log-scale per channel and component; with
+  coupling, as in the paper, one logit, 3 means, 3 log-scales and 3
+  coefficients per component; softmax: 256 logits per channel.
   """
   model = models.PixelCNNPlusPlus((2, 2, 3), likelihood=likelihood,
                                   num_filters=2, num_logistic_mix=5,

@@ -231,16 +231,17 @@ def mixture_params(num_channels=1, channel_coupling=False):
   means = np.array([0.2, -0.55, 0.93])
   log_scales = np.array([-4.5, -2.5, 0.0])
   shifts = np.arange(num_channels)[:, None] * np.array([0.1, -0.3, 0.05])
-  per_channel = [np.tile(logits, (num_channels, 1)),
-                 np.clip(means + shifts, -0.95, 0.95),
-                 np.tile(log_scales, (num_channels, 1))]
-  params = [p.ravel() for p in per_channel]
+  # Coupled channels share one set of logits; otherwise each has its own.
+  params = [logits if channel_coupling
+            else np.tile(logits, (num_channels, 1)),
+            np.clip(means + shifts, -0.95, 0.95),
+            np.tile(log_scales, (num_channels, 1))]
   if channel_coupling:
     # tanh(coefficient) for the pairs (1, 0), (2, 0), (2, 1): distinct and
     # large, so that mixing them up moves the coupled means visibly.
     raw = np.array([[1.5, 1.2, 1.8], [-1.0, -0.7, -1.3], [0.4, 0.6, 0.2]])
-    params.append(raw.ravel())
-  return np.concatenate(params)
+    params.append(raw[:num_channels * (num_channels - 1) // 2])
+  return np.concatenate([p.ravel() for p in params])
 
 
 def softmax_params():
@@ -278,8 +279,9 @@ def tempered(head, params, temperature):
   if head.name == "softmax":
     return params / temperature
   size = head.num_channels * head.num_logistic_mix
-  params[:size] /= temperature
-  params[2 * size:3 * size] += math.log(temperature)
+  num_logits = head.num_logistic_mix if head.channel_coupling else size
+  params[:num_logits] /= temperature
+  params[num_logits + size:num_logits + 2 * size] += math.log(temperature)
   return params
 
 
@@ -311,7 +313,7 @@ def chi_square_p_value(values, probs):
 
   Values whose expected count is under 5 are pooled into one cell.
   """
-  counts = np.bincount(values, minlength=256).astype(np.float64)
+  counts = np.bincount(values, minlength=len(probs)).astype(np.float64)
   expected = probs * len(values)
   rare = expected < 5
   observed = np.append(counts[~rare], counts[rare].sum())
@@ -408,6 +410,38 @@ def test_coupled_mixture_draws_follow_conditional_probabilities():
     # The conditional really moves with the earlier channels.
     spread = (conditional * VALUES).sum(axis=1)
     assert np.ptp(spread) > 20
+
+
+def test_coupled_draws_follow_the_joint_of_two_channels():
+  """20000 coupled two-channel draws against the head's joint law.
+
+  The joint probability of each of the 256 x 256 values is exp of the sum
+  of the channels' `log_prob` entries; pooled into 8 x 8 cells of 32 x 32
+  values, it must fit the draws' cell counts. The same draws with the
+  second channel shuffled among them, which keeps both channels' own
+  distributions but breaks the shared component and the coupling, must
+  not.
+  """
+  head = make_head("mixture", num_channels=2, channel_coupling=True)
+  params = head_params(head)
+  values = head_draws(head, params, 1.0)
+
+  first, second = np.meshgrid(VALUES, VALUES, indexing="ij")
+  pixels = np.stack([first, second], axis=-1).reshape(-1, 1, 1, 2)
+  log_prob = head.log_prob(
+      tf.constant(np.broadcast_to(params, (len(pixels), 1, 1, len(params)))),
+      tf.constant(pixels))
+  joint = np.exp(log_prob.numpy().sum(axis=-1)).reshape(256, 256)
+  np.testing.assert_allclose(joint.sum(), 1.0, atol=1e-6)
+  cell_probs = joint.reshape(8, 32, 8, 32).sum(axis=(1, 3)).ravel()
+
+  def cells(draws):
+    return draws[:, 0] // 32 * 8 + draws[:, 1] // 32
+
+  assert chi_square_p_value(cells(values), cell_probs) > 1e-4
+  shuffled = values.copy()
+  np.random.default_rng(0).shuffle(shuffled[:, 1])
+  assert chi_square_p_value(cells(shuffled), cell_probs) < 1e-6
 
 
 @pytest.mark.parametrize("head", [
