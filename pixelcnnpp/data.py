@@ -613,8 +613,9 @@ def _decode_images(files, image_size, grayscale, skip_bad_files):
             if not skip_bad_files:
                 raise ValueError(
                     f"Cannot decode {path} as an image ({error}). Remove "
-                    "the file, or pass skip_bad_files=True to leave it "
-                    "out.") from None
+                    "the file, or leave it out with --skip_bad_files on "
+                    "the command line (skip_bad_files=True in "
+                    "Python).") from None
             logging.warning("Skipping %s: not a readable image (%s).",
                             path, error)
             continue
@@ -729,11 +730,12 @@ def _from_tfds_splits(name, splits, info, grayscale, image_size,
 
     feature = features["image"]
     height, width, channels = tuple(feature.shape)
-    if tf.as_dtype(feature.dtype) != tf.uint8 or channels not in (1, 3):
+    # `tf_dtype`: TFDS warns that `dtype` is deprecated.
+    if feature.tf_dtype != tf.uint8 or channels not in (1, 3):
         raise ValueError(
-            f"TFDS data set '{name}' has images of type {feature.dtype} and "
-            f"shape {feature.shape}; this pipeline needs uint8 with 1 or 3 "
-            "channels.")
+            f"TFDS data set '{name}' has images of type "
+            f"{feature.tf_dtype.name} and shape {feature.shape}; this "
+            "pipeline needs uint8 with 1 or 3 channels.")
     if image_size is None and (height is None or width is None):
         raise ValueError(
             f"TFDS data set '{name}' has images of varying size "

@@ -262,7 +262,7 @@ def test_corrupt_file_stops_training_with_a_clear_message(cli_runs):
   assert returncode == 1, output[-3000:]
   assert "Traceback" not in output, output[-3000:]
   assert "Cannot decode" in output and "broken.png" in output
-  assert "skip_bad_files" in output
+  assert "--skip_bad_files" in output
   assert not (cli_runs["root"] / "corrupt" / "checkpoints").exists()
 
 

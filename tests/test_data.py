@@ -291,6 +291,8 @@ def test_corrupt_files_are_named_or_skipped(tmp_path, caplog):
     with pytest.raises(ValueError) as error:
         data.load(str(root))
     assert "truncated.png" in str(error.value)
+    # The way out, for command-line and for Python users.
+    assert "--skip_bad_files" in str(error.value)
     assert "skip_bad_files=True" in str(error.value)
 
     with caplog.at_level("WARNING"):
@@ -324,7 +326,7 @@ def test_nothing_found_names_every_place_tried(tmp_path, monkeypatch,
     assert all(call["data_dir"] == missing for call in no_tfds)
 
 
-def test_tfds_source_carves_test_split_and_converts(monkeypatch):
+def test_tfds_source_carves_test_split_and_converts(monkeypatch, caplog):
     images = np.zeros((10, 6, 6, 3), np.uint8)
     images[..., 0] = 255  # red
     images[:, 0, 0, :] = np.arange(10)[:, None]  # marks each image
@@ -344,7 +346,10 @@ def test_tfds_source_carves_test_split_and_converts(monkeypatch):
 
     monkeypatch.setattr(tfds, "load", fake_load)
 
-    loaded = data.load("toy", grayscale=True, test_fraction=0.2, seed=1)
+    with caplog.at_level("WARNING"):
+        loaded = data.load("toy", grayscale=True, test_fraction=0.2, seed=1)
+    # The image feature's dtype is read without TFDS's deprecated field.
+    assert "deprecated" not in caplog.text
 
     assert loaded.image_shape == (6, 6, 1)
     assert (loaded.num_train, loaded.num_test, loaded.num_classes) == (
@@ -356,6 +361,23 @@ def test_tfds_source_carves_test_split_and_converts(monkeypatch):
     ids = np.concatenate([train_images, test_images])[:, 0, 0, 0]
     assert sorted(ids.tolist()) == list(range(10))
     assert loaded.train.cardinality().numpy() == 8
+
+
+def test_tfds_images_other_than_uint8_are_refused(monkeypatch):
+    info = types.SimpleNamespace(
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(6, 6, 1), dtype=np.uint16),
+        }),
+        splits={},
+        data_dir="/prepared/deep/1.0.0")
+    train = tf.data.Dataset.from_tensor_slices(
+        {"image": np.zeros((4, 6, 6, 1), np.uint16)})
+    monkeypatch.setattr(tfds, "load", lambda name, **kwargs: (
+        {"train": train}, info))
+
+    with pytest.raises(ValueError, match=r"type uint16 and shape \(6, 6, "
+                       r"1\); this pipeline needs uint8"):
+        data.load("deep")
 
 
 def test_batches_keep_every_element_for_evaluation():
