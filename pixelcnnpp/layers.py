@@ -67,10 +67,13 @@ def dropout(x, rate, seed):
   words = tf.random.stateless_uniform([(size + 3) // 4], seed,
                                       dtype=tf.uint32, minval=None,
                                       maxval=None)
-  units = tf.reshape(tf.bitcast(words, tf.uint8), [-1])[:size]
+  units = tf.slice(tf.reshape(tf.bitcast(words, tf.uint8), [-1]), [0],
+                   [size])
   keep = tf.reshape(units >= threshold, tf.shape(x))
+  # A multiplication by the scaled mask: its gradient is one more, where
+  # tf.where would select twice on the way back.
   scale = tf.constant(256 / (256 - threshold), x.dtype)
-  return tf.where(keep, x * scale, tf.zeros_like(x))
+  return x * (tf.cast(keep, x.dtype) * scale)
 
 
 def _initialize_gain_and_bias(layer, y):
@@ -154,16 +157,26 @@ class WeightNormConv2D(tf.Module):
     """
     _, (left, right) = self.padding
     x = tf.pad(x, [[0, 0], [0, 0], [left, right], [0, 0]])
+    return self._convolve(x, init, kernel)
+
+  def _convolve(self, x, init, kernel):
+    """A "valid" convolution of input padded on both axes."""
     if init and self.weight_norm:
       return self._initialize(x)
     if kernel is None:
       kernel = self.kernel()
+    # Explicit padding in tf.nn.conv2d would spare the pad, but takes a
+    # path that is slower on the CPU than a pad and a "valid" convolution.
     y = tf.nn.conv2d(x, kernel, self.strides, "VALID")
     return tf.nn.bias_add(y, self.b)
 
   def __call__(self, x, init=False, kernel=None):
     """[B, H, W, C_in] -> [B, H_out, W_out, C_out]."""
-    return self.conv_padded_rows(self.pad_top(x), init, kernel)
+    # One pad on both axes: padding in two steps would copy the input, and
+    # slice its gradient, twice.
+    (top, bottom), (left, right) = self.padding
+    x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
+    return self._convolve(x, init, kernel)
 
   def _initialize(self, x):
     direction = tf.nn.l2_normalize(self.v, axis=[0, 1, 2])
