@@ -11,11 +11,10 @@ runs when a layer is called with `init=True`, which also works inside
 The shifted convolutions of PixelCNN++ pad the input so that the output at
 (i, j) sees only rows above i (`DownShiftedConv2D`), or rows above i and
 columns left of j in row i (`DownRightShiftedConv2D`), and they keep the
-spatial size. Each of them is split into a vertical zero padding
-(`pad_top`) and a convolution that is "valid" vertically
-(`conv_padded_rows`): the fast sampler feeds the second half with rows it
-has cached instead of the zero padding, and so runs exactly the same
-arithmetic as a full pass.
+spatial size. Calling a convolution pads its input with zeros and runs a
+"valid" convolution (`conv_padded`); the fast sampler calls `conv_padded`
+itself, on a row whose padding above is rows it has cached, and so runs
+exactly the same arithmetic as a full pass.
 """
 
 import tensorflow as tf
@@ -138,16 +137,11 @@ class WeightNormConv2D(tf.Module):
       return self.v
     return self.g * tf.nn.l2_normalize(self.v, axis=[0, 1, 2])
 
-  def pad_top(self, x):
-    """Adds the vertical zero padding (the rows above the image)."""
-    (top, bottom), _ = self.padding
-    return tf.pad(x, [[0, 0], [top, bottom], [0, 0], [0, 0]])
-
-  def conv_padded_rows(self, x, init=False, kernel=None):
-    """Convolves input that already carries its vertical padding.
+  def conv_padded(self, x, init=False, kernel=None):
+    """Convolves input that already carries its padding on both axes.
 
     Args:
-      x: [B, H_in + top + bottom, W_in, C_in].
+      x: [B, H_in + top + bottom, W_in + left + right, C_in].
       init: run data-dependent initialisation on this batch first.
       kernel: `self.kernel()` computed beforehand, to save recomputing it
         in a loop; None computes it.
@@ -155,20 +149,15 @@ class WeightNormConv2D(tf.Module):
     Returns:
       [B, H_out, W_out, C_out].
     """
-    _, (left, right) = self.padding
-    x = tf.pad(x, [[0, 0], [0, 0], [left, right], [0, 0]])
-    return self._convolve(x, init, kernel)
-
-  def _convolve(self, x, init, kernel):
-    """A "valid" convolution of input padded on both axes."""
     if init and self.weight_norm:
       return self._initialize(x)
     if kernel is None:
       kernel = self.kernel()
     # Explicit padding in tf.nn.conv2d would spare the pad, but takes a
     # path that is slower on the CPU than a pad and a "valid" convolution.
-    y = tf.nn.conv2d(x, kernel, self.strides, "VALID")
-    return tf.nn.bias_add(y, self.b)
+    # Under mixed precision x is 16-bit and the variables float32.
+    y = tf.nn.conv2d(x, tf.cast(kernel, x.dtype), self.strides, "VALID")
+    return tf.nn.bias_add(y, tf.cast(self.b, y.dtype))
 
   def __call__(self, x, init=False, kernel=None):
     """[B, H, W, C_in] -> [B, H_out, W_out, C_out]."""
@@ -176,7 +165,7 @@ class WeightNormConv2D(tf.Module):
     # slice its gradient, twice.
     (top, bottom), (left, right) = self.padding
     x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
-    return self._convolve(x, init, kernel)
+    return self.conv_padded(x, init, kernel)
 
   def _initialize(self, x):
     direction = tf.nn.l2_normalize(self.v, axis=[0, 1, 2])
@@ -262,7 +251,8 @@ class ShiftedConv2DTranspose(tf.Module):
       kernel = self.kernel()
     if init and self.weight_norm:
       kernel = tf.nn.l2_normalize(self.v, axis=[0, 1, 3])
-    y = tf.nn.conv2d_transpose(x, kernel, full_shape, 2, "VALID")
+    y = tf.nn.conv2d_transpose(x, tf.cast(kernel, x.dtype), full_shape, 2,
+                               "VALID")
 
     # The extra row at the bottom would see the next cell down; the extra
     # columns are the kernel's overhang. Both are cut away.
@@ -271,7 +261,7 @@ class ShiftedConv2DTranspose(tf.Module):
     y = tf.slice(y, [0, 0, left, 0], [-1, out_h, out_w, -1])
     if init and self.weight_norm:
       return _initialize_gain_and_bias(self, y)
-    return tf.nn.bias_add(y, self.b)
+    return tf.nn.bias_add(y, tf.cast(self.b, y.dtype))
 
 
 class NetworkInNetwork(tf.Module):
@@ -308,7 +298,8 @@ class NetworkInNetwork(tf.Module):
       return _initialize_gain_and_bias(self, y)
     if kernel is None:
       kernel = self.kernel()
-    return tf.tensordot(x, kernel, 1) + self.b
+    y = tf.tensordot(x, tf.cast(kernel, x.dtype), 1)
+    return y + tf.cast(self.b, y.dtype)
 
 
 class MaskedConv2D(WeightNormConv2D):

@@ -44,20 +44,34 @@ class RowPass:
   vertical stream's (`layer.above_only`), and those of a coarser stage
   whose row was finished in an earlier full-size row.
 
+  Given `columns` = n, the pass computes only the first n columns of the
+  row, ceil(n / 2^s) at stage s: all that the parameters at column n - 1
+  depend on. Layers that reach to the right (a kernel centred
+  horizontally) see the cached rows above in full and zeros right of
+  column n - 1 in the current row. In the networks here such layers either
+  hold zero weights there (the masked convolutions) or feed only a
+  down-shift, whose output in this row comes from the cache, so the
+  columns computed equal those of a full-width pass.
+
   Args:
     row: int32 scalar, the full-size row i being computed.
     caches: the list of caches, or None to start them as zeros (the
       padding above the image).
     kernels: {id(layer): kernel} from `layer_kernels`, computed once
       outside the sampling loops.
-    recorded: the `outputs` of an earlier pass over row i, or None.
+    recorded: the `outputs` of an earlier full-width pass over row i, or
+      None.
+    columns: int32 scalar n, or None for the whole row; the input row
+      holds n columns.
   """
 
-  def __init__(self, row, caches=None, kernels=None, recorded=None):
+  def __init__(self, row, caches=None, kernels=None, recorded=None,
+               columns=None):
     self.row = row
     self.caches = caches
     self.kernels = kernels or {}
     self.recorded = recorded
+    self.columns = columns
     self.zero_caches = []
     self.outputs = []
     self._inputs = []
@@ -77,67 +91,103 @@ class RowPass:
     """Row index, at resolution stage `level`, of full-size row i."""
     return tf.bitwise.right_shift(self.row, level)
 
-  def _output(self, layer, coarsest_level, compute):
-    """compute(), or its recorded value where it cannot have changed."""
+  def _width(self, level):
+    """Columns computed at stage `level`: ceil(n / 2^level)."""
+    return tf.bitwise.right_shift(self.columns + 2 ** level - 1, level)
+
+  def _first_columns(self, x, level, extra=0):
+    """x [B, h, W_level, C] cut to the columns computed, plus `extra`."""
+    if self.columns is None:
+      return x
+    return tf.slice(x, [0, 0, 0, 0],
+                    tf.stack([-1, -1, self._width(level) + extra, -1]))
+
+  def _output(self, layer, level, coarsest_level, compute):
+    """compute(), or its recorded value where it cannot have changed.
+
+    `level` is the stage of the output, `coarsest_level` the coarsest
+    stage the output depends on in the current row.
+    """
     call = len(self.outputs)
     if self.recorded is None:
       output = compute()
     elif layer.above_only:
-      output = self.recorded[call]
+      output = self._first_columns(self.recorded[call], level)
     elif coarsest_level == 0:
       output = compute()
     else:
       # A stage-s row is final once the first full-size row it covers is.
       starts_cell = tf.equal(self.row % (2 ** coarsest_level), 0)
-      recorded = self.recorded[call]
+      recorded = self._first_columns(self.recorded[call], level)
       output = tf.cond(starts_cell, compute, lambda: recorded)
     self.outputs.append(output)
     return output
 
+  def _padded(self, layer, above, x):
+    """The rows above and row x, padded horizontally for `layer`.
+
+    Args:
+      above: [B, kh - 1, W_level, C] cached rows, or None for kh = 1.
+      x: [B, 1, w, C], the current row's computed columns.
+
+    Returns:
+      [B, kh, left + w + right, C].
+    """
+    _, (left, right) = layer.padding
+    x = tf.pad(x, [[0, 0], [0, 0], [0, right], [0, 0]])
+    if above is not None:
+      above = tf.pad(above, [[0, 0], [0, 0], [0, right], [0, 0]])
+      above = self._first_columns(above, layer.level, extra=right)
+      x = tf.concat([above, x], axis=1)
+    return tf.pad(x, [[0, 0], [0, 0], [left, 0], [0, 0]])
+
   def conv(self, layer, x):
-    """x: [B, 1, W, C] the current row at the layer's input resolution."""
+    """x: [B, 1, w, C] the current row at the layer's input resolution."""
     height = layer.kernel_size[0]
     kernel = self.kernels.get(id(layer))
     if layer.strides == 1:
-      if height == 1:
-        return self._output(layer, layer.level, lambda: (
-            layer.conv_padded_rows(x, kernel=kernel)))
-      above = self._cached_rows(x, height - 1, layer.level)
-      return self._output(layer, layer.level, lambda: (
-          layer.conv_padded_rows(tf.concat([above, x], axis=1),
-                                 kernel=kernel)))
+      above = None
+      if height > 1:
+        above = self._cached_rows(x, height - 1, layer.level)
+      return self._output(layer, layer.level, layer.level, lambda: (
+          layer.conv_padded(self._padded(layer, above, x), kernel=kernel)))
 
     # A stride-2 layer writes output row k from input rows 2k - 1 and 2k.
     # In the second input row of a cell (2k + 1) both are in the cache.
     if layer.strides != 2 or height != 2:
       raise NotImplementedError("row-by-row pass: only (2, w) kernels are "
                                 "supported at stride 2")
-    above = self._cached_rows(x, 2, layer.level)
+    cache = self._cached_rows(x, 2, layer.level)
 
     def compute():
       odd = tf.equal(self._level_row(layer.level) % 2, 1)
-      rows = tf.where(odd, above, tf.concat([above[:, 1:], x], axis=1))
-      return layer.conv_padded_rows(rows, kernel=kernel)
+      last = self._first_columns(cache[:, 1:], layer.level)
+      rows = tf.where(odd, self._padded(layer, cache[:, :1], last),
+                      self._padded(layer, cache[:, 1:], x))
+      return layer.conv_padded(rows, kernel=kernel)
 
-    return self._output(layer, layer.level + 1, compute)
+    return self._output(layer, layer.level + 1, layer.level + 1, compute)
 
   def deconv(self, layer, x, output_size):
     """Doubles the current row into two; keeps the one being computed."""
+    level = layer.level - 1
 
     def compute():
-      pair = layer(x, (2, output_size[1]),
-                   kernel=self.kernels.get(id(layer)))
-      half = self._level_row(layer.level - 1) % 2
+      width = output_size[1]
+      if self.columns is not None:
+        width = self._width(level)
+      pair = layer(x, (2, width), kernel=self.kernels.get(id(layer)))
+      half = self._level_row(level) % 2
       return tf.gather(pair, [half], axis=1)
 
-    return self._output(layer, layer.level, compute)
+    return self._output(layer, level, layer.level, compute)
 
   def nin(self, layer, x):
-    return self._output(layer, layer.level, lambda: layer(
+    return self._output(layer, layer.level, layer.level, lambda: layer(
         x, kernel=self.kernels.get(id(layer))))
 
   def down_shift(self, x, level):
-    return self._cached_rows(x, 1, level)
+    return self._first_columns(self._cached_rows(x, 1, level), level)
 
   def dropout(self, x, rate):
     del rate  # Sampling runs the network in inference mode.
@@ -217,8 +267,10 @@ def _fast(model, canvas, labels, seed, temperature, known):
     network.forward(row, labels, before)
 
     def draw(j, row, row_params):
+      # Only the columns up to j: the parameters at j need no others.
       params = network.forward(
-          row, labels, RowPass(i, caches, kernels, before.outputs))
+          row[:, :, :j + 1], labels,
+          RowPass(i, caches, kernels, before.outputs, columns=j + 1))
       pixel_params = params[:, 0, j]
       values = model.head.sample(pixel_params,
                                  _pixel_seed(seed, i * width + j),
