@@ -17,11 +17,15 @@ and the same parameters they therefore draw the same images.
     al. (2017), "Fast Generation for Convolutional Autoregressive Models",
     at the granularity of rows rather than single positions.
 
-Note: the fast sampler recomputes the whole current row for every pixel of
-it, including the columns not yet drawn; caching within the row as well
-(as in that paper) would save up to another factor of W/2 in arithmetic,
-but on a CPU the per-operation overhead of the smaller steps eats most of
-that gain at these image sizes.
+For the pixel at column j the row pass computes only columns 0..j of the
+current row (and the matching columns of the coarser stages), which is all
+its parameters depend on: on average half a row per pixel.
+
+Note: the columns left of j are still recomputed for every pixel of the
+row; caching within the row as well (as in that paper) would save up to
+another factor of W/2 in arithmetic, but on a CPU the per-operation
+overhead of the smaller steps eats most of that gain at these image
+sizes.
 """
 
 import numpy as np
