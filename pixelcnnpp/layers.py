@@ -75,6 +75,20 @@ def dropout(x, rate, seed):
   return x * (tf.cast(keep, x.dtype) * scale)
 
 
+def _create_variables(layer, shape, filters, dtype):
+  """Gives `layer` its direction v of `shape`, gain g and bias b.
+
+  v starts as small random normals; g (only where `layer.weight_norm`)
+  as ones and b as zeros, per output channel, until data-dependent
+  initialisation sets them.
+  """
+  layer.v = tf.Variable(
+      tf.random.normal(shape, stddev=0.05, dtype=dtype), name="v")
+  if layer.weight_norm:
+    layer.g = tf.Variable(tf.ones([filters], dtype), name="g")
+  layer.b = tf.Variable(tf.zeros([filters], dtype), name="b")
+
+
 def _initialize_gain_and_bias(layer, y):
   """Data-dependent initialisation of a weight-normalised layer.
 
@@ -124,12 +138,8 @@ class WeightNormConv2D(tf.Module):
     self.padding = tuple(tuple(p) for p in padding)
     self.weight_norm = weight_norm
     self.init_scale = init_scale
-    shape = self.kernel_size + (in_channels, filters)
-    self.v = tf.Variable(
-        tf.random.normal(shape, stddev=0.05, dtype=dtype), name="v")
-    if weight_norm:
-      self.g = tf.Variable(tf.ones([filters], dtype), name="g")
-    self.b = tf.Variable(tf.zeros([filters], dtype), name="b")
+    _create_variables(
+        self, self.kernel_size + (in_channels, filters), filters, dtype)
 
   def kernel(self):
     """The effective kernel [kh, kw, C_in, C_out]."""
@@ -228,12 +238,8 @@ class ShiftedConv2DTranspose(tf.Module):
     self.kernel_size = (2, 2) if right_shifted else (2, 3)
     self.weight_norm = weight_norm
     self.init_scale = init_scale
-    shape = self.kernel_size + (filters, in_channels)
-    self.v = tf.Variable(
-        tf.random.normal(shape, stddev=0.05, dtype=dtype), name="v")
-    if weight_norm:
-      self.g = tf.Variable(tf.ones([filters], dtype), name="g")
-    self.b = tf.Variable(tf.zeros([filters], dtype), name="b")
+    _create_variables(
+        self, self.kernel_size + (filters, in_channels), filters, dtype)
 
   def kernel(self):
     """The effective kernel [kh, kw, C_out, C_in]."""
@@ -278,12 +284,7 @@ class NetworkInNetwork(tf.Module):
     self.units = units
     self.weight_norm = weight_norm
     self.init_scale = init_scale
-    self.v = tf.Variable(
-        tf.random.normal([in_channels, units], stddev=0.05, dtype=dtype),
-        name="v")
-    if weight_norm:
-      self.g = tf.Variable(tf.ones([units], dtype), name="g")
-    self.b = tf.Variable(tf.zeros([units], dtype), name="b")
+    _create_variables(self, [in_channels, units], units, dtype)
 
   def kernel(self):
     """The effective weight matrix [C_in, C_out]."""

@@ -294,6 +294,34 @@ def _check_kernel_size(name, size, smallest):
                      f"{size}")
 
 
+class _StackedNetwork(tf.Module):
+  """Argument checks and settings shared by the masked and gated PixelCNNs.
+
+  Both are a first layer of kernel `first_kernel_size` and `num_layers`
+  blocks of kernel `kernel_size` at full resolution.
+  """
+
+  def __init__(self, image_shape, num_params, num_filters, num_layers,
+               first_kernel_size, kernel_size, dropout_p, num_classes, dtype,
+               name):
+    super().__init__(name=name)
+    if min(image_shape) < 1:
+      raise ValueError(f"image_shape must be positive, not {image_shape}")
+    if num_filters < 1 or num_layers < 0:
+      raise ValueError("num_filters must be at least 1 and num_layers at "
+                       "least 0")
+    _check_kernel_size("first_kernel_size", first_kernel_size, 3)
+    _check_kernel_size("kernel_size", kernel_size, 1)
+    if not 0.0 <= dropout_p < 1.0:
+      raise ValueError(f"dropout_p must be in [0, 1), not {dropout_p}")
+    self.image_shape = tuple(image_shape)
+    self.num_params = num_params
+    self.num_filters = num_filters
+    self.num_layers = num_layers
+    self.num_classes = num_classes
+    self.dtype = dtype
+
+
 class PixelCNNResidualBlock(tf.Module):
   """Residual block of the masked PixelCNN (van den Oord et al., 2016a).
 
@@ -342,7 +370,7 @@ class PixelCNNResidualBlock(tf.Module):
     return x + ops.nin(self.up, y)
 
 
-class PixelCNNNetwork(tf.Module):
+class PixelCNNNetwork(_StackedNetwork):
   """The masked PixelCNN of van den Oord et al. (2016a).
 
   A type "A" masked convolution of `first_kernel_size` on the image, with
@@ -384,23 +412,10 @@ class PixelCNNNetwork(tf.Module):
                first_kernel_size=7, kernel_size=3, dropout_p=0.0,
                num_classes=0, weight_norm=True, dtype=tf.float32,
                name=None):
-    super().__init__(name=name)
-    _, _, channels = image_shape
-    if min(image_shape) < 1:
-      raise ValueError(f"image_shape must be positive, not {image_shape}")
-    if num_filters < 1 or num_layers < 0:
-      raise ValueError("num_filters must be at least 1 and num_layers at "
-                       "least 0")
-    _check_kernel_size("first_kernel_size", first_kernel_size, 3)
-    _check_kernel_size("kernel_size", kernel_size, 1)
-    if not 0.0 <= dropout_p < 1.0:
-      raise ValueError(f"dropout_p must be in [0, 1), not {dropout_p}")
-    self.image_shape = tuple(image_shape)
-    self.num_params = num_params
-    self.num_filters = num_filters
-    self.num_layers = num_layers
-    self.num_classes = num_classes
-    self.dtype = dtype
+    super().__init__(image_shape, num_params, num_filters, num_layers,
+                     first_kernel_size, kernel_size, dropout_p, num_classes,
+                     dtype, name)
+    channels = image_shape[2]
 
     nf = num_filters
     kwargs = dict(weight_norm=weight_norm, dtype=dtype)
@@ -496,7 +511,7 @@ class GatedPixelCNNLayer(tf.Module):
     return gated_activation(v_pre), h + ops.nin(self.h_out, gated)
 
 
-class GatedPixelCNNNetwork(tf.Module):
+class GatedPixelCNNNetwork(_StackedNetwork):
   """The gated PixelCNN of van den Oord et al. (2016b), without blind spot.
 
   A vertical stack sees every pixel in the rows above, within its
@@ -544,23 +559,10 @@ class GatedPixelCNNNetwork(tf.Module):
                first_kernel_size=7, kernel_size=3, dropout_p=0.0,
                num_classes=0, weight_norm=True, dtype=tf.float32,
                name=None):
-    super().__init__(name=name)
-    _, _, channels = image_shape
-    if min(image_shape) < 1:
-      raise ValueError(f"image_shape must be positive, not {image_shape}")
-    if num_filters < 1 or num_layers < 0:
-      raise ValueError("num_filters must be at least 1 and num_layers at "
-                       "least 0")
-    _check_kernel_size("first_kernel_size", first_kernel_size, 3)
-    _check_kernel_size("kernel_size", kernel_size, 1)
-    if not 0.0 <= dropout_p < 1.0:
-      raise ValueError(f"dropout_p must be in [0, 1), not {dropout_p}")
-    self.image_shape = tuple(image_shape)
-    self.num_params = num_params
-    self.num_filters = num_filters
-    self.num_layers = num_layers
-    self.num_classes = num_classes
-    self.dtype = dtype
+    super().__init__(image_shape, num_params, num_filters, num_layers,
+                     first_kernel_size, kernel_size, dropout_p, num_classes,
+                     dtype, name)
+    channels = image_shape[2]
 
     nf, k0 = num_filters, first_kernel_size
     kwargs = dict(weight_norm=weight_norm, dtype=dtype)
