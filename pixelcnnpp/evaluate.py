@@ -5,11 +5,12 @@
 
 Loads the run's latest checkpoint (Polyak-averaged weights unless
 --noaveraged) and reports mean bits/dim with its standard error over
-images, counting every image of the split.
+images, counting every image of the split. --images are read with the
+run's image size and colour settings, so that any folder of photographs
+can be scored.
 """
 
 import json
-import sys
 
 from absl import app
 from absl import flags
@@ -17,15 +18,19 @@ from absl import logging
 
 from pixelcnnpp import data
 from pixelcnnpp import evaluation
-from pixelcnnpp import models
-from pixelcnnpp import training
 
 flags.DEFINE_string("workdir", None, "Work directory of a training run.")
 flags.DEFINE_enum("split", "test", ["test", "train"],
                   "Split of the run's data set to score.")
 flags.DEFINE_string("images", None,
                     "Score these images instead: a directory of PNG/JPEG "
-                    "files or an .npz, of the model's image size.")
+                    "files or an .npz. They are read as the run read its "
+                    "data: cropped and resized to its image size, and in "
+                    "grayscale if the model is.")
+flags.DEFINE_bool("skip_bad_files", False,
+                  "With --images: leave out, with a warning, files that "
+                  "cannot be decoded. (The run's own data follow its "
+                  "setting.)")
 flags.DEFINE_string("data_dir", None,
                     "Override the run's data directory (same data set).")
 flags.DEFINE_bool("averaged", True,
@@ -38,31 +43,29 @@ flags.DEFINE_string("output", None,
 FLAGS = flags.FLAGS
 
 
+def _score(model, config):
+  """Scores --images or a split of the run's data: (result, what)."""
+  if FLAGS.images:
+    images = evaluation.load_images_as_trained(
+        FLAGS.images, model, config["data"],
+        skip_bad_files=FLAGS.skip_bad_files)
+    result = evaluation.evaluate_images(model, images, FLAGS.batch_size)
+    return result, FLAGS.images
+
+  data_config = dict(config["data"])
+  conditional = data_config.pop("conditional")
+  if FLAGS.data_dir:
+    data_config["data_dir"] = FLAGS.data_dir
+  dataset = data.load(**data_config)
+  split = dataset.test if FLAGS.split == "test" else dataset.train
+  result = evaluation.evaluate(model, split, FLAGS.batch_size,
+                               conditional=conditional)
+  return result, f"{dataset.source}, {FLAGS.split} split"
+
+
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not FLAGS.workdir:
-    raise app.UsageError("--workdir is required: a training run's directory")
-  try:
-    model, config = training.restore(FLAGS.workdir, FLAGS.averaged)
-    if FLAGS.images:
-      images = data.load_images(FLAGS.images)
-      result = evaluation.evaluate_images(model, images, FLAGS.batch_size)
-      what = FLAGS.images
-    else:
-      data_config = dict(config["data"])
-      conditional = data_config.pop("conditional")
-      if FLAGS.data_dir:
-        data_config["data_dir"] = FLAGS.data_dir
-      dataset = data.load(**data_config)
-      split = dataset.test if FLAGS.split == "test" else dataset.train
-      result = evaluation.evaluate(model, split, FLAGS.batch_size,
-                                   conditional=conditional)
-      what = f"{dataset.source}, {FLAGS.split} split"
-  except (FileNotFoundError, data.DataSourceError, models.ImageError,
-          ValueError) as e:
-    logging.error("%s", e)
-    sys.exit(1)
+  result, what = evaluation.run_with_restored_model(
+      argv, FLAGS.workdir, FLAGS.averaged, _score)
 
   logging.info("%s: %.4f bits/dim (+-%.4f standard error) over %d images",
                what, result["bits_per_dim"], result["stderr"],

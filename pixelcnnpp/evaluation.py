@@ -1,8 +1,25 @@
-"""Evaluation: bits per dimension over every image of a data set."""
+"""Evaluation: bits per dimension over every image of a data set.
 
+Also what the programs that score and sample a trained model share:
+restoring the run with a clear error for each mistake a user can make,
+and reading the user's own images as the run read its data.
+"""
+
+import sys
+
+from absl import app
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from pixelcnnpp import data
+from pixelcnnpp import models
+
+# Mistakes of a command-line user (no such run, no checkpoint yet, images
+# that cannot be read or do not fit the model, impossible settings): the
+# programs report them in one line, without a traceback.
+USER_ERRORS = (FileNotFoundError, data.DataSourceError, models.ImageError,
+               ValueError)
 
 
 def evaluate(model, dataset, batch_size=250, max_images=None,
@@ -60,3 +77,76 @@ def _scorer(model):
         lambda images, labels: model.bits_per_dim(images, labels),
         reduce_retracing=True)
   return cache["fn"]
+
+
+def run_with_restored_model(argv, workdir, averaged, command):
+  """The body of a program that uses a trained model: `command` on it.
+
+  Checks the command line, restores the run in `workdir` from its latest
+  checkpoint and calls `command(model, config)`. A `USER_ERRORS` raised
+  on the way is logged as one line and ends the program with status 1.
+
+  Args:
+    argv: the program's arguments left after flag parsing.
+    workdir: the training run's work directory (--workdir).
+    averaged: use the Polyak-averaged weights (--averaged).
+    command: function (model, config) -> anything, with `config` the
+      run's config.json as a dict.
+
+  Returns:
+    What `command` returns.
+
+  Raises:
+    app.UsageError: arguments left over, or no work directory.
+  """
+  # Imported here: training imports this module.
+  from pixelcnnpp import training  # pylint: disable=g-import-not-at-top
+
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not workdir:
+    raise app.UsageError("--workdir is required: a training run's directory")
+  try:
+    model, config = training.restore(workdir, averaged)
+    return command(model, config)
+  except USER_ERRORS as e:
+    logging.error("%s", e)
+    sys.exit(1)
+
+
+def load_images_as_trained(path, model, data_config, skip_bad_files=False):
+  """Reads images to score or complete as the run read its data.
+
+  The run's `image_size` applies (each image centre-cropped to a square
+  and resized), and a model of one channel, trained with `grayscale` or on
+  grayscale data, gets grayscale images. So a folder of 64x64 colour
+  photographs fits a model trained at 32x32 in grayscale. Beyond that:
+  a colour model gets grayscale images with the grey in all three
+  channels, as training reads a grayscale file among colour ones; and a
+  square model whose run kept its data's size has images of another size
+  centre-cropped and resized to its own.
+
+  Args:
+    path: a directory of image files, an .npz or one image file; see
+      `data.load_images`.
+    model: the run's model, for its image shape.
+    data_config: the "data" part of the run's configuration.
+    skip_bad_files: leave out, with a warning, files that cannot be
+      decoded.
+
+  Returns:
+    uint8 [N, H, W, C] with the model's H, W and C (where the model is
+    not square and the run kept its data's size, the images' own).
+  """
+  height, width, channels = model.image_shape
+  image_size = data_config.get("image_size")
+  if image_size is None and height == width:
+    image_size = height
+  images = data.load_images(path, image_size=image_size,
+                            grayscale=channels == 1,
+                            skip_bad_files=skip_bad_files)
+  if channels == 3 and images.shape[-1] == 1:
+    images = np.repeat(images, 3, axis=-1)
+  logging.info("Read %d images of shape %s from %s", len(images),
+               images.shape[1:], path)
+  return images

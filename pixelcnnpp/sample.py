@@ -3,10 +3,10 @@
   python -m pixelcnnpp.sample --workdir=DIR --num=64 --out=samples.png
 
 With --complete=images.npz (or a folder of images) the top rows of those
-images are kept and the rest drawn (--keep_rows).
+images are kept and the rest drawn (--keep_rows). The images are read
+with the run's image size and colour settings, as for evaluate --images.
 """
 
-import sys
 import time
 
 from absl import app
@@ -14,11 +14,9 @@ from absl import flags
 from absl import logging
 import numpy as np
 
-from pixelcnnpp import data
+from pixelcnnpp import evaluation
 from pixelcnnpp import image_grid
-from pixelcnnpp import models
 from pixelcnnpp import sampling
-from pixelcnnpp import training
 
 flags.DEFINE_string("workdir", None, "Work directory of a training run.")
 flags.DEFINE_integer("num", 64, "Number of images.")
@@ -37,7 +35,12 @@ flags.DEFINE_list("labels", None,
                   "or one for all. Default: 0, 1, 2, ... in turn.")
 flags.DEFINE_string("complete", None,
                     "Images to complete (folder or .npz): their top "
-                    "--keep_rows rows are kept.")
+                    "--keep_rows rows are kept. They are read as the run "
+                    "read its data: cropped and resized to its image size, "
+                    "and in grayscale if the model is.")
+flags.DEFINE_bool("skip_bad_files", False,
+                  "With --complete: leave out, with a warning, files that "
+                  "cannot be decoded.")
 flags.DEFINE_integer("keep_rows", None,
                      "Rows kept with --complete; default half the height.")
 flags.DEFINE_bool("averaged", True, "Use the Polyak-averaged weights.")
@@ -45,38 +48,37 @@ flags.DEFINE_bool("averaged", True, "Use the Polyak-averaged weights.")
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not FLAGS.workdir:
-    raise app.UsageError("--workdir is required: a training run's directory")
-  try:
-    model, _ = training.restore(FLAGS.workdir, FLAGS.averaged)
-    height, width, _ = model.image_shape
-    labels = None
-    if model.num_classes:
-      labels = np.arange(FLAGS.num) % model.num_classes
-      if FLAGS.labels:
-        labels = np.resize(np.array(FLAGS.labels, np.int32), FLAGS.num)
-    prefix, prefix_length = None, None
-    if FLAGS.complete:
-      prefix = data.load_images(FLAGS.complete)[:FLAGS.num]
-      keep = height // 2 if FLAGS.keep_rows is None else FLAGS.keep_rows
-      prefix_length = keep * width
-      if len(prefix) < FLAGS.num:
-        raise ValueError(f"{FLAGS.complete} holds {len(prefix)} images, "
-                         f"fewer than --num={FLAGS.num}")
+def _draw(model, config):
+  """Draws the images the flags ask for: int32 [num, H, W, C]."""
+  height, width, _ = model.image_shape
+  labels = None
+  if model.num_classes:
+    labels = np.arange(FLAGS.num) % model.num_classes
+    if FLAGS.labels:
+      labels = np.resize(np.array(FLAGS.labels, np.int32), FLAGS.num)
+  prefix, prefix_length = None, None
+  if FLAGS.complete:
+    prefix = evaluation.load_images_as_trained(
+        FLAGS.complete, model, config["data"],
+        skip_bad_files=FLAGS.skip_bad_files)[:FLAGS.num]
+    keep = height // 2 if FLAGS.keep_rows is None else FLAGS.keep_rows
+    prefix_length = keep * width
+    if len(prefix) < FLAGS.num:
+      raise ValueError(f"{FLAGS.complete} holds {len(prefix)} images, "
+                       f"fewer than --num={FLAGS.num}")
 
-    start = time.time()
-    images = model.sample(FLAGS.num, seed=FLAGS.seed,
-                          temperature=FLAGS.temperature, labels=labels,
-                          prefix=prefix, prefix_length=prefix_length,
-                          method=FLAGS.method).numpy()
-  except (FileNotFoundError, data.DataSourceError, models.ImageError,
-          ValueError) as e:
-    logging.error("%s", e)
-    sys.exit(1)
+  start = time.time()
+  images = model.sample(FLAGS.num, seed=FLAGS.seed,
+                        temperature=FLAGS.temperature, labels=labels,
+                        prefix=prefix, prefix_length=prefix_length,
+                        method=FLAGS.method).numpy()
   logging.info("Drew %d images in %.1f s", FLAGS.num, time.time() - start)
+  return images
+
+
+def main(argv):
+  images = evaluation.run_with_restored_model(argv, FLAGS.workdir,
+                                              FLAGS.averaged, _draw)
 
   image_grid.save(images, FLAGS.out)
   logging.info("Wrote %s", FLAGS.out)

@@ -29,6 +29,8 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
+from pixelcnnpp import data
+from pixelcnnpp import evaluation
 from pixelcnnpp import training
 
 NUM_PER_CLASS = 20
@@ -47,7 +49,9 @@ TINY = ["--num_filters=4", "--num_resnet=1", "--num_hierarchies=2",
 # draws from it, and what the model in its config.json must hold. The
 # "colour" run reads the folder with a corrupt file, which also shows that
 # --skip_bad_files reaches evaluate.py through the saved configuration.
-# Grayscale sampling is the MNIST job's, so that run is not sampled.
+# Grayscale sampling from scratch is the MNIST job's, so that run is not
+# sampled; it scores and completes the user's own photographs instead
+# ("own_images"), which are larger, not square, and in colour.
 VARIANTS = {
     "colour": dict(
         folder="damaged", flags=["--skip_bad_files"], sample=True,
@@ -64,9 +68,23 @@ VARIANTS = {
                "num_classes": 0}),
     "grayscale": dict(
         folder="clean", flags=["--grayscale"], sample=False,
+        own_images=True,
         model={"image_shape": [8, 8, 1], "likelihood": "mixture",
                "num_classes": 0}),
 }
+
+# The user's own photographs: colour, 20 wide and 16 high.
+NUM_PHOTOS = 3
+PHOTO_SIZE = (16, 20)
+
+
+def write_photos(folder, seed=1):
+  """Writes NUM_PHOTOS random colour PNGs of PHOTO_SIZE into `folder`."""
+  folder.mkdir(parents=True)
+  rng = np.random.default_rng(seed)
+  for n in range(NUM_PHOTOS):
+    pixels = rng.integers(0, 256, PHOTO_SIZE + (3,), np.uint8)
+    Image.fromarray(pixels).save(folder / f"photo_{n}.png")
 
 
 def write_images(folder, seed=0):
@@ -106,12 +124,17 @@ class Runs:
     stdout, stderr = process.communicate(timeout=1200)
     return process.returncode, stdout + stderr
 
-  def train_evaluate_sample(self, workdir, folder, flags, sample):
+  def train_evaluate_sample(self, workdir, folder, flags, sample,
+                            own_images=None):
     """Trains, then evaluates and (if `sample`) samples side by side.
+
+    With `own_images`, a folder, also scores those images and completes
+    two of them.
 
     Returns:
       {"train": (returncode, output)} and, unless training failed,
-      "evaluate" and maybe "sample" likewise.
+      "evaluate" and maybe "sample", "evaluate_own" and "complete_own"
+      likewise.
     """
     results = {"train": self.run("pixelcnnpp.train", f"--dataset={folder}",
                                  f"--workdir={workdir}", *TINY, *flags)}
@@ -125,6 +148,16 @@ class Runs:
         futures["sample"] = pool.submit(
             self.run, "pixelcnnpp.sample", f"--workdir={workdir}",
             "--num=2", f"--out={workdir / 'samples.png'}")
+      if own_images:
+        futures["evaluate_own"] = pool.submit(
+            self.run, "pixelcnnpp.evaluate", f"--workdir={workdir}",
+            f"--images={own_images}",
+            f"--output={workdir / 'own_evaluation.json'}")
+        futures["complete_own"] = pool.submit(
+            self.run, "pixelcnnpp.sample", f"--workdir={workdir}",
+            f"--complete={own_images}", "--num=2", "--method=reference",
+            f"--out={workdir / 'completed.png'}",
+            f"--npz={workdir / 'completed.npz'}")
       results.update(
           {program: future.result() for program, future in futures.items()})
     return results
@@ -150,6 +183,7 @@ def cli_runs(tmp_path_factory):
   root = tmp_path_factory.mktemp("colour")
   folders = {"clean": root / "images", "damaged": root / "damaged"}
   write_images(folders["clean"])
+  write_photos(root / "photos")
   shutil.copytree(folders["clean"], folders["damaged"])
   (folders["damaged"] / "class_1" / "broken.png").write_bytes(
       b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
@@ -159,7 +193,8 @@ def cli_runs(tmp_path_factory):
   for name, variant in VARIANTS.items():
     started[name] = runs.pool.submit(
         runs.train_evaluate_sample, root / name,
-        folders[variant["folder"]], variant["flags"], variant["sample"])
+        folders[variant["folder"]], variant["flags"], variant["sample"],
+        root / "photos" if variant.get("own_images") else None)
   started["corrupt"] = runs.pool.submit(
       runs.run, "pixelcnnpp.train", f"--dataset={folders['damaged']}",
       f"--workdir={root / 'corrupt'}", *TINY)
@@ -174,6 +209,43 @@ def test_coupled_colour_sampling_fast_equals_reference(build_model):
   reference = model.sample(2, seed=7, method="reference").numpy()
   assert fast.shape == (2, 5, 6, 3)
   np.testing.assert_array_equal(fast, reference)
+
+
+def test_own_images_are_read_as_the_run_read_its_data(tmp_path,
+                                                      build_model):
+  """A run's image size and colour settings apply to the user's images.
+
+  Colour photographs of 20x16 for a run trained at 8x8 in grayscale:
+  cropped, resized and converted as `data.load_images` does with those
+  settings. Grayscale images for a square colour model whose run kept
+  its data's size: resized to the model's side, the grey repeated in
+  three channels, and scored.
+  """
+  write_photos(tmp_path / "photos")
+  grey = tmp_path / "grey"
+  grey.mkdir()
+  rng = np.random.default_rng(2)
+  for n in range(2):
+    Image.fromarray(rng.integers(0, 256, PHOTO_SIZE, np.uint8)).save(
+        grey / f"{n}.png")
+
+  gray_model = build_model((8, 8, 1), num_filters=4)
+  images = evaluation.load_images_as_trained(
+      tmp_path / "photos", gray_model, {"image_size": 8, "grayscale": True})
+  assert images.shape == (NUM_PHOTOS, 8, 8, 1)
+  np.testing.assert_array_equal(
+      images, data.load_images(tmp_path / "photos", image_size=8,
+                               grayscale=True))
+
+  colour_model = build_model((6, 6, 3), num_filters=4)
+  images = evaluation.load_images_as_trained(
+      grey, colour_model, {"image_size": None, "grayscale": False})
+  assert images.shape == (2, 6, 6, 3)
+  np.testing.assert_array_equal(images[..., 1:], images[..., :1].repeat(2, -1))
+  np.testing.assert_array_equal(
+      images[..., :1], data.load_images(grey, image_size=6))
+  result = evaluation.evaluate_images(colour_model, images)
+  assert result["count"] == 2 and 0 < result["bits_per_dim"] < 16
 
 
 def test_cifar10_through_tfds_in_colour(tmp_path, caplog):
@@ -279,3 +351,27 @@ def test_skip_bad_files_trains_without_the_corrupt_file(cli_runs):
   returncode, output = results["evaluate"]
   assert returncode == 0, output[-3000:]
   assert f"images {NUM_TEST}" in output
+
+
+def test_own_photos_are_scored_and_completed_by_a_grayscale_run(cli_runs):
+  """evaluate --images and sample --complete on 20x16 colour photographs,
+  with a model trained at 8x8 in grayscale: every photograph scored, and
+  the completions keep the top half of each, as the run would read it."""
+  results = cli_runs["grayscale"].result()
+  workdir = cli_runs["root"] / "grayscale"
+  for program in ("evaluate_own", "complete_own"):
+    returncode, output = results[program]
+    assert returncode == 0, f"{program} failed:\n{output[-3000:]}"
+    assert "Traceback" not in output, output[-3000:]
+    assert f"Read {NUM_PHOTOS} images of shape (8, 8, 1)" in output
+
+  summary = json.loads((workdir / "own_evaluation.json").read_text())
+  assert summary["count"] == NUM_PHOTOS
+  assert 0 < summary["bits_per_dim"] < 16
+
+  completed = np.load(workdir / "completed.npz")["images"]
+  assert completed.shape == (2, 8, 8, 1)
+  photos = data.load_images(cli_runs["root"] / "photos", image_size=8,
+                            grayscale=True)
+  np.testing.assert_array_equal(completed[:, :4], photos[:2, :4])
+  assert not np.array_equal(completed[:, 4:], photos[:2, 4:])

@@ -10,8 +10,13 @@ import pathlib
 import subprocess
 import sys
 
+from absl import app
 import numpy as np
 import pytest
+
+from pixelcnnpp import evaluation
+from pixelcnnpp import models
+from pixelcnnpp import training
 
 MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared/data/mnist"
 TINY = ["--num_filters=8", "--num_resnet=1", "--num_hierarchies=2",
@@ -123,3 +128,42 @@ def test_missing_workdir_and_bad_flag_are_clear(tmp_path):
   assert bad.returncode != 0
   assert "likelihood" in bad.stderr and "mixture" in bad.stderr
   assert "Traceback" not in bad.stderr
+
+
+def test_programs_share_one_restore_with_clear_errors(tmp_path, monkeypatch,
+                                                      caplog):
+  """What evaluate.py and sample.py run: arguments checked, the run
+  restored, the command's result returned, and a user's mistake logged
+  as one line with exit status 1."""
+  def command(model, config):
+    return model, config["data"]
+
+  with pytest.raises(app.UsageError, match="unexpected arguments"):
+    evaluation.run_with_restored_model(["prog", "stray"], str(tmp_path),
+                                       True, command)
+  with pytest.raises(app.UsageError, match="--workdir is required"):
+    evaluation.run_with_restored_model(["prog"], None, True, command)
+  with pytest.raises(SystemExit) as missing:
+    evaluation.run_with_restored_model(["prog"], str(tmp_path / "none"),
+                                       True, command)
+  assert missing.value.code == 1
+  assert "config.json not found" in caplog.text
+
+  restored = []
+
+  def fake_restore(workdir, averaged):
+    restored.append((workdir, averaged))
+    return "model", {"data": "config"}
+
+  monkeypatch.setattr(training, "restore", fake_restore)
+  assert evaluation.run_with_restored_model(
+      ["prog"], "run", False, command) == ("model", "config")
+  assert restored == [("run", False)]
+
+  def bad_images(model, config):
+    raise models.ImageError("images must have shape [batch, 8, 8, 1]")
+
+  with pytest.raises(SystemExit) as mistake:
+    evaluation.run_with_restored_model(["prog"], "run", True, bad_images)
+  assert mistake.value.code == 1
+  assert "images must have shape [batch, 8, 8, 1]" in caplog.text
