@@ -31,6 +31,11 @@ flags.DEFINE_bool("skip_bad_files", False,
                   "With --images: leave out, with a warning, files that "
                   "cannot be decoded. (The run's own data follow its "
                   "setting.)")
+flags.DEFINE_list("labels", None,
+                  "With --images and a class-conditional model: the class "
+                  "of every image, as one integer for all of them or one "
+                  "per image in the order they are read (sorted by "
+                  "path).")
 flags.DEFINE_string("data_dir", None,
                     "Override the run's data directory (same data set).")
 flags.DEFINE_bool("averaged", True,
@@ -49,7 +54,9 @@ def _score(model, config):
     images = evaluation.load_images_as_trained(
         FLAGS.images, model, config["data"],
         skip_bad_files=FLAGS.skip_bad_files)
-    result = evaluation.evaluate_images(model, images, FLAGS.batch_size)
+    labels = evaluation.labels_from_flag(FLAGS.labels, model, len(images))
+    result = evaluation.evaluate_images(model, images, FLAGS.batch_size,
+                                        labels=labels)
     return result, FLAGS.images
 
   data_config = dict(config["data"])

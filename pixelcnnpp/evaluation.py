@@ -150,3 +150,46 @@ def load_images_as_trained(path, model, data_config, skip_bad_files=False):
   logging.info("Read %d images of shape %s from %s", len(images),
                images.shape[1:], path)
   return images
+
+
+def labels_from_flag(values, model, count, default_cycle=False):
+  """Class labels for `count` images from a --labels flag.
+
+  Args:
+    values: the flag's strings (one per image, or one for all), or None.
+    model: the model the labels are for.
+    count: number of images.
+    default_cycle: when no labels are given to a conditional model, use
+      classes 0, 1, ... in turn (for sampling) instead of an error.
+
+  Returns:
+    int32 [count], or None for a model without classes.
+
+  Raises:
+    ValueError: labels that are not integers in 0..N-1, of a count other
+      than 1 or `count`, given to an unconditional model, or missing for a
+      conditional one.
+  """
+  if not model.num_classes:
+    if values:
+      raise ValueError("--labels: this model was trained without "
+                       "--conditional, so it takes no labels")
+    return None
+  if not values:
+    if default_cycle:
+      return np.arange(count, dtype=np.int32) % model.num_classes
+    raise ValueError(f"this model is class-conditional: pass the class of "
+                     f"the images with --labels, one integer in "
+                     f"0..{model.num_classes - 1} for all of them or one "
+                     f"per image")
+  try:
+    labels = np.array([int(value) for value in values], np.int32)
+  except ValueError:
+    raise ValueError(f"--labels must be integers, not {values}") from None
+  if labels.min() < 0 or labels.max() >= model.num_classes:
+    raise ValueError(f"--labels must be in 0..{model.num_classes - 1}, not "
+                     f"{values}")
+  if len(labels) not in (1, count):
+    raise ValueError(f"--labels gives {len(labels)} labels for {count} "
+                     f"images: give one for all or one per image")
+  return np.resize(labels, count)

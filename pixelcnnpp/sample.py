@@ -51,11 +51,8 @@ FLAGS = flags.FLAGS
 def _draw(model, config):
   """Draws the images the flags ask for: int32 [num, H, W, C]."""
   height, width, _ = model.image_shape
-  labels = None
-  if model.num_classes:
-    labels = np.arange(FLAGS.num) % model.num_classes
-    if FLAGS.labels:
-      labels = np.resize(np.array(FLAGS.labels, np.int32), FLAGS.num)
+  labels = evaluation.labels_from_flag(FLAGS.labels, model, FLAGS.num,
+                                       default_cycle=True)
   prefix, prefix_length = None, None
   if FLAGS.complete:
     prefix = evaluation.load_images_as_trained(

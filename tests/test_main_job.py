@@ -167,3 +167,37 @@ def test_programs_share_one_restore_with_clear_errors(tmp_path, monkeypatch,
     evaluation.run_with_restored_model(["prog"], "run", True, bad_images)
   assert mistake.value.code == 1
   assert "images must have shape [batch, 8, 8, 1]" in caplog.text
+
+
+def test_labels_flag_gives_each_image_its_class():
+  """--labels of evaluate and sample: one for all or one per image, and
+  scores that use them; clear errors for anything else."""
+  model = models.build("pixelcnnpp", image_shape=(4, 4, 1), num_filters=4,
+                       num_hierarchies=1, num_classes=3, dropout_p=0.0)
+  images = np.random.default_rng(0).integers(0, 256, (5, 4, 4, 1),
+                                             dtype=np.uint8)
+  labels_from_flag = evaluation.labels_from_flag
+  np.testing.assert_array_equal(labels_from_flag(["2"], model, 5),
+                                [2, 2, 2, 2, 2])
+  np.testing.assert_array_equal(
+      labels_from_flag(["0", "1", "2", "1", "0"], model, 5), [0, 1, 2, 1, 0])
+  np.testing.assert_array_equal(
+      labels_from_flag(None, model, 5, default_cycle=True), [0, 1, 2, 0, 1])
+  for values, message in [(None, "class-conditional"),
+                          (["x"], "integers"), (["3"], r"0\.\.2"),
+                          (["1", "2"], "2 labels for 5 images")]:
+    with pytest.raises(ValueError, match=message):
+      labels_from_flag(values, model, 5)
+  unconditional = models.build("pixelcnnpp", image_shape=(4, 4, 1),
+                               num_filters=4, num_hierarchies=1)
+  assert labels_from_flag(None, unconditional, 5) is None
+  with pytest.raises(ValueError, match="without --conditional"):
+    labels_from_flag(["1"], unconditional, 5)
+
+  labels = labels_from_flag(["0", "1", "2", "1", "0"], model, 5)
+  scored = evaluation.evaluate_images(model, images, batch_size=2,
+                                      labels=labels)
+  expected = model.bits_per_dim(images, labels).numpy()
+  np.testing.assert_allclose(scored["per_image"], expected, rtol=1e-6)
+  other = model.bits_per_dim(images, (labels + 1) % 3).numpy()
+  assert np.abs(other - expected).max() > 1e-4
