@@ -103,14 +103,17 @@ class AutoregressiveModel(tf.Module):
           tf.shape(images)[1:], tf.constant([height, width, channels]),
           message=f"images must have shape [batch, {height}, {width}, "
           f"{channels}] for this model")
-      message = "images must be whole numbers in 0..255 (and not NaN)"
-      checked = tf.cast(images, tf.float64)
-      tf.debugging.assert_equal(checked, tf.round(checked),
-                                message=message)
-      tf.debugging.assert_greater_equal(checked, tf.constant(0.0, tf.float64),
-                                        message=message)
-      tf.debugging.assert_less_equal(checked, tf.constant(255.0, tf.float64),
-                                     message=message)
+      # uint8 holds whole numbers 0..255 only: no value check, whose
+      # float64 a TPU could not compute, is needed.
+      if images.dtype != tf.uint8:
+        message = "images must be whole numbers in 0..255 (and not NaN)"
+        checked = tf.cast(images, tf.float64)
+        tf.debugging.assert_equal(checked, tf.round(checked),
+                                  message=message)
+        tf.debugging.assert_greater_equal(
+            checked, tf.constant(0.0, tf.float64), message=message)
+        tf.debugging.assert_less_equal(
+            checked, tf.constant(255.0, tf.float64), message=message)
     return tf.cast(images, tf.int32)
 
   def one_hot_labels(self, labels, batch_size=None):
@@ -163,7 +166,28 @@ class AutoregressiveModel(tf.Module):
     if training and dropout_seed is None:
       dropout_seed = self.dropout_rng.make_seeds(1)[:, 0]
     ops = networks.FullPass(training=training, dropout_seed=dropout_seed)
-    return self.network.forward(images, labels, ops)
+    params = self.network.forward(images, labels, ops)
+    # A network computing in 16 bits (mixed precision) still hands the
+    # head float32: its CDF differences and log-sum-exps need it.
+    return tf.cast(params, self.dtype)
+
+  def set_compute_dtype(self, dtype):
+    """Runs the network in `dtype` from now on, e.g. bfloat16.
+
+    For mixed precision: the variables keep their dtype (each layer casts
+    them to its input's) and `params` and the head stay in `self.dtype`.
+
+    Note: data-dependent initialisation and the fast sampler need the
+    network in its variables' dtype; initialise and sample a model that
+    computes in it. Class-conditional biases are added in the variables'
+    dtype, so a conditional model computes in that dtype only.
+    """
+    dtype = tf.as_dtype(dtype)
+    if self.num_classes and dtype != self.dtype:
+      raise ValueError(f"a class-conditional model computes in "
+                       f"{self.dtype.name} only, not {dtype.name}: train "
+                       f"it in float32 precision")
+    self.network.dtype = dtype
 
   def log_prob(self, images, labels=None, training=False,
                dropout_seed=None):

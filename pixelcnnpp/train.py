@@ -7,6 +7,10 @@ cores; the paper's CIFAR-10 configuration is
   --num_filters=160 --num_resnet=5 --num_hierarchies=3 \
   --num_logistic_mix=10 --dropout_p=0.5 --batch_size=16 \
   --learning_rate=1e-3 --lr_decay=0.999995
+
+--strategy spreads training over the GPUs of a machine, several machines
+or a TPU (the scripts in launch/ show how); --precision=mixed_bfloat16 or
+mixed_float16 computes the network in 16 bits.
 """
 
 import sys
@@ -62,7 +66,10 @@ flags.DEFINE_float("dropout_p", 0.1,
 flags.DEFINE_bool("channel_coupling", False,
                   "Couple colour channels' means as in the PixelCNN++ "
                   "paper (mixture head, colour data).")
-flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Images per step.")
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size,
+                     "Images per step, over all replicas together (the "
+                     "global batch); must be a multiple of the number of "
+                     "replicas.")
 flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate,
                    "Adam's learning rate at step 0.")
 flags.DEFINE_float("lr_decay", _DEFAULTS.lr_decay,
@@ -92,6 +99,24 @@ flags.DEFINE_integer("num_samples", _DEFAULTS.num_samples,
                      "Images in each sample grid; 0 for none.")
 flags.DEFINE_integer("seed", _DEFAULTS.seed,
                      "Seed of initialisation, data order and dropout.")
+flags.DEFINE_enum("strategy", "default", list(training.STRATEGIES),
+                  "How to spread training: default (one device, the first "
+                  "GPU or else the CPU); mirrored (every GPU of this "
+                  "machine); multi_worker (several processes or machines, "
+                  "each with all its GPUs or its CPU, listed in the "
+                  "TF_CONFIG environment variable; run once on each); tpu "
+                  "(a Cloud TPU, see --tpu). All are synchronous: a step "
+                  "is the step one device would take with the whole batch.")
+flags.DEFINE_string("tpu", None,
+                    "With --strategy=tpu: the TPU's name or grpc:// "
+                    "address; leave unset on a TPU VM for its own TPU.")
+flags.DEFINE_enum("precision", _DEFAULTS.precision,
+                  list(training.PRECISIONS),
+                  "Keras mixed-precision policy of the trained network: "
+                  "float32, or mixed_bfloat16 (TPUs, recent GPUs) or "
+                  "mixed_float16 (GPUs, with loss scaling), which compute "
+                  "in 16 bits and keep the variables, the likelihood and "
+                  "the averaged weights in float32.")
 
 FLAGS = flags.FLAGS
 
@@ -103,6 +128,18 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required: where to keep the run")
+  if FLAGS.tpu and FLAGS.strategy != "tpu":
+    raise app.UsageError("--tpu is for --strategy=tpu")
+  if FLAGS.conditional and FLAGS.precision != "float32":
+    raise app.UsageError("--conditional models train in float32 only: "
+                         "drop --precision")
+  # First, before TensorFlow runs anything: a multi-worker strategy can
+  # only start its server then.
+  try:
+    strategy = training.make_strategy(FLAGS.strategy, FLAGS.tpu)
+  except training.TrainingError as e:
+    logging.error("%s", e)
+    sys.exit(1)
 
   data_config = {"name": FLAGS.dataset, "data_dir": FLAGS.data_dir,
                  "image_size": FLAGS.image_size,
@@ -130,13 +167,16 @@ def main(argv):
       init_batch_size=FLAGS.init_batch_size, eval_every=FLAGS.eval_every,
       eval_images=FLAGS.eval_images,
       checkpoint_every=FLAGS.checkpoint_every,
-      num_samples=FLAGS.num_samples, seed=FLAGS.seed)
-  logging.info("Configuration: data %s, model %s, training %s",
-               data_config, model_config, train_config)
+      num_samples=FLAGS.num_samples, seed=FLAGS.seed,
+      precision=FLAGS.precision)
+  logging.info("Configuration: data %s, model %s, training %s, strategy "
+               "%s", data_config, model_config, train_config,
+               FLAGS.strategy)
 
   try:
     result = training.train(FLAGS.workdir, data_config, model_config,
-                            train_config, num_epochs=FLAGS.num_epochs)
+                            train_config, num_epochs=FLAGS.num_epochs,
+                            strategy=strategy)
   except (data.DataSourceError, training.TrainingError, ValueError) as e:
     logging.error("%s", e)
     sys.exit(1)
