@@ -45,8 +45,11 @@ class RowPass:
 
   Given `recorded`, the outputs of every layer call of an earlier pass over
   the same row, the pass reuses those that cannot have changed since: the
-  vertical stream's (`layer.above_only`), and those of a coarser stage
-  whose row was finished in an earlier full-size row.
+  vertical stream's (`layer.above_only`), and those that depend on the
+  current row of no stage finer than `recompute_level + 1`. A row of stage
+  s depends on the full-size rows up to the first one it covers, so the
+  pixels of row i change the current row of stage s only where 2^s
+  divides i.
 
   Given `columns` = n, the pass computes only the first n columns of the
   row, ceil(n / 2^s) at stage s: all that the parameters at column n - 1
@@ -67,15 +70,20 @@ class RowPass:
       None.
     columns: int32 scalar n, or None for the whole row; the input row
       holds n columns.
+    recompute_level: with `recorded`, the coarsest stage whose current
+      row is recomputed: the number of times 2 divides i, at most the
+      network's coarsest stage.
   """
 
   def __init__(self, row, caches=None, kernels=None, recorded=None,
-               columns=None):
+               columns=None, recompute_level=0):
     self.row = row
     self.caches = caches
     self.kernels = kernels or {}
     self.recorded = recorded
     self.columns = columns
+    self.recompute_level = recompute_level
+    self._widths = {}
     self.zero_caches = []
     self.outputs = []
     self._inputs = []
@@ -97,7 +105,10 @@ class RowPass:
 
   def _width(self, level):
     """Columns computed at stage `level`: ceil(n / 2^level)."""
-    return tf.bitwise.right_shift(self.columns + 2 ** level - 1, level)
+    if level not in self._widths:
+      self._widths[level] = tf.bitwise.right_shift(
+          self.columns + 2 ** level - 1, level)
+    return self._widths[level]
 
   def _first_columns(self, x, level, extra=0):
     """x [B, h, W_level, C] cut to the columns computed, plus `extra`."""
@@ -115,15 +126,10 @@ class RowPass:
     call = len(self.outputs)
     if self.recorded is None:
       output = compute()
-    elif layer.above_only:
+    elif layer.above_only or coarsest_level > self.recompute_level:
       output = self._first_columns(self.recorded[call], level)
-    elif coarsest_level == 0:
-      output = compute()
     else:
-      # A stage-s row is final once the first full-size row it covers is.
-      starts_cell = tf.equal(self.row % (2 ** coarsest_level), 0)
-      recorded = self._first_columns(self.recorded[call], level)
-      output = tf.cond(starts_cell, compute, lambda: recorded)
+      output = compute()
     self.outputs.append(output)
     return output
 
@@ -138,12 +144,16 @@ class RowPass:
       [B, kh, left + w + right, C].
     """
     _, (left, right) = layer.padding
-    x = tf.pad(x, [[0, 0], [0, 0], [0, right], [0, 0]])
+    if right:
+      x = tf.pad(x, [[0, 0], [0, 0], [0, right], [0, 0]])
     if above is not None:
-      above = tf.pad(above, [[0, 0], [0, 0], [0, right], [0, 0]])
+      if right:
+        above = tf.pad(above, [[0, 0], [0, 0], [0, right], [0, 0]])
       above = self._first_columns(above, layer.level, extra=right)
       x = tf.concat([above, x], axis=1)
-    return tf.pad(x, [[0, 0], [0, 0], [left, 0], [0, 0]])
+    if left:
+      x = tf.pad(x, [[0, 0], [0, 0], [left, 0], [0, 0]])
+    return x
 
   def conv(self, layer, x):
     """x: [B, 1, w, C] the current row at the layer's input resolution."""
@@ -256,6 +266,7 @@ def _fast(model, canvas, labels, seed, temperature, known):
   # One pass over a row of zeros gives the cache shapes: zeros, as the
   # padding above the image.
   kernels = layer_kernels(network)
+  num_levels = getattr(network, "num_hierarchies", 1)
   start = RowPass(tf.constant(0), caches=None)
   network.forward(canvas[:, :1], labels, start)
   caches = start.zero_caches
@@ -270,25 +281,42 @@ def _fast(model, canvas, labels, seed, temperature, known):
     before = RowPass(i, caches, kernels)
     network.forward(row, labels, before)
 
-    def draw(j, row, row_params):
-      # Only the columns up to j: the parameters at j need no others.
-      params = network.forward(
-          row[:, :, :j + 1], labels,
-          RowPass(i, caches, kernels, before.outputs, columns=j + 1))
-      pixel_params = params[:, 0, j]
-      values = model.head.sample(pixel_params,
-                                 _pixel_seed(seed, i * width + j),
-                                 temperature)
-      index = tf.stack([tf.range(batch), tf.zeros([batch], tf.int32),
-                        tf.fill([batch], j)], axis=1)
-      row = tf.tensor_scatter_nd_update(row, index, values)
-      row_params = tf.tensor_scatter_nd_update(
-          row_params, index[:, ::2], pixel_params)
-      return j + 1, row, row_params
+    def draw_pixels(recompute_level):
+      """The loop over the row's pixels, for one `recompute_level`."""
 
-    first = tf.clip_by_value(known - i * width, 0, width)
-    _, row, row_params = tf.while_loop(
-        lambda j, *_: j < width, draw, (first, row, row_params))
+      def draw(j, row, row_params):
+        # Only the columns up to j: the parameters at j need no others.
+        params = network.forward(
+            row[:, :, :j + 1], labels,
+            RowPass(i, caches, kernels, before.outputs, columns=j + 1,
+                    recompute_level=recompute_level))
+        pixel_params = params[:, 0, j]
+        values = model.head.sample(pixel_params,
+                                   _pixel_seed(seed, i * width + j),
+                                   temperature)
+        index = tf.stack([tf.range(batch), tf.zeros([batch], tf.int32),
+                          tf.fill([batch], j)], axis=1)
+        row_out = tf.tensor_scatter_nd_update(row, index, values)
+        row_params = tf.tensor_scatter_nd_update(
+            row_params, index[:, ::2], pixel_params)
+        return j + 1, row_out, row_params
+
+      def run():
+        first = tf.clip_by_value(known - i * width, 0, width)
+        _, row_out, params_out = tf.while_loop(
+            lambda j, *_: j < width, draw, (first, row, row_params))
+        return row_out, params_out
+
+      return run
+
+    # One loop per number of stages the row's pixels change, chosen once
+    # per row: a choice per layer and pixel would cost more than the
+    # layers themselves at these sizes.
+    recompute_level = tf.constant(0)
+    for level in range(1, num_levels):
+      recompute_level += tf.cast(tf.equal(i % 2 ** level, 0), tf.int32)
+    row, row_params = tf.switch_case(
+        recompute_level, [draw_pixels(level) for level in range(num_levels)])
 
     # With the row complete, one more pass gives the final values of this
     # row's layer inputs, which the caches keep for the rows below.
