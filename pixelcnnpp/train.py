@@ -64,8 +64,11 @@ flags.DEFINE_float("dropout_p", 0.1,
                    "Dropout rate inside the blocks (the paper: 0.5, for "
                    "long runs of large models).")
 flags.DEFINE_bool("channel_coupling", False,
-                  "Couple colour channels' means as in the PixelCNN++ "
-                  "paper (mixture head, colour data).")
+                  "The PixelCNN++ paper's colour model (mixture head, "
+                  "colour data): one mixture component per pixel shared "
+                  "by its channels, each channel's means shifted by "
+                  "coefficients times the channels before it. Default: "
+                  "each channel its own mixture, predicted in parallel.")
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size,
                      "Images per step, over all replicas together (the "
                      "global batch); must be a multiple of the number of "
