@@ -1,20 +1,22 @@
 """Networks that map images to per-pixel distribution parameters.
 
-A network's `forward(images, labels, ops)` is written once and run in two
-ways, chosen by the `ops` object that carries out each layer:
+A network's `forward(images, labels, ops)` is written once and run in
+three ways, chosen by the `ops` object that carries out each layer:
 
   * `FullPass`: the whole image at once, for training, evaluation and the
     reference sampler.
   * `sampling.RowPass`: one row at a time, with the rows above taken from
     caches, for the fast sampler.
+  * `sampling.PixelPass`: one position at a time, with the rows above and
+    the columns to the left taken from caches, for the fast sampler.
 
 Every layer call goes through `ops` (`conv`, `deconv`, `nin`,
-`down_shift`, `dropout`); element-wise code is shared by both passes. For
-the row-by-row pass each layer carries two facts about where it sits:
-`level`, the resolution stage of its input (0 is full size), and
-`above_only`, true when its output at row i depends only on image rows
-above i (the vertical stream), so that it need not be recomputed while the
-pixels of row i are drawn.
+`down_shift`, `right_shift`, `dropout`); element-wise code is shared by
+all passes. For the cached passes each layer carries two facts about
+where it sits: `level`, the resolution stage of its input (0 is full
+size), and `above_only`, true when its output at row i depends only on
+image rows above i (the vertical stream), so that it need not be
+recomputed while the pixels of row i are drawn.
 """
 
 import tensorflow as tf
@@ -51,8 +53,12 @@ class FullPass:
     return layer(x, init=self.init)
 
   def down_shift(self, x, level):
-    del level  # Only the row-by-row pass needs it.
+    del level  # Only the row-by-row passes need it.
     return layers.down_shift(x)
+
+  def right_shift(self, x, level):
+    del level
+    return layers.right_shift(x)
 
   def dropout(self, x, rate):
     if not self.training or rate == 0:
@@ -119,10 +125,20 @@ class GatedResnet(tf.Module):
     return x + a * tf.sigmoid(b)
 
 
-def place(layer, level, above_only=False):
-  """Sets the facts the row-by-row pass needs on `layer`; returns it."""
+def place(layer, level, above_only=False, reads_image=False):
+  """Sets the facts the cached passes need on `layer`; returns it.
+
+  Args:
+    layer: a layer of the network.
+    level: the resolution stage of its input.
+    above_only: its output at row i depends only on rows above i.
+    reads_image: its input is the image itself, so its output at (i, j)
+      may depend on pixel (i, j) or on pixels right of it; the network
+      uses such an output only through a shift or a type "A" mask.
+  """
   layer.level = level
   layer.above_only = above_only
+  layer.reads_image = reads_image
   return layer
 
 
@@ -198,10 +214,13 @@ class PixelCNNPlusPlusNetwork(tf.Module):
 
     # The first layers see the current row; only the down-shift after
     # them makes the vertical stream depend on the rows above alone.
-    self.u_input = place(down(channels + 1, nf, (2, 3), **kwargs), 0)
-    self.ul_input_above = place(down(channels + 1, nf, (1, 3), **kwargs), 0)
+    self.u_input = place(down(channels + 1, nf, (2, 3), **kwargs), 0,
+                         reads_image=True)
+    self.ul_input_above = place(down(channels + 1, nf, (1, 3), **kwargs),
+                                0, reads_image=True)
     self.ul_input_left = place(
-        down_right(channels + 1, nf, (2, 1), **kwargs), 0)
+        down_right(channels + 1, nf, (2, 1), **kwargs), 0,
+        reads_image=True)
 
     self.u_downsample, self.ul_downsample = [], []
     self.u_up_blocks, self.ul_up_blocks = [], []
@@ -253,7 +272,7 @@ class PixelCNNPlusPlusNetwork(tf.Module):
 
     u = ops.down_shift(ops.conv(self.u_input, x), 0)
     ul = (ops.down_shift(ops.conv(self.ul_input_above, x), 0)
-          + layers.right_shift(ops.conv(self.ul_input_left, x)))
+          + ops.right_shift(ops.conv(self.ul_input_left, x), 0))
     u_list, ul_list = [u], [ul]
     for level in range(self.num_hierarchies):
       if level > 0:
@@ -423,7 +442,7 @@ class PixelCNNNetwork(_StackedNetwork):
     # above_only: the fast sampler recomputes them all for each pixel.
     self.input_layer = place(layers.MaskedConv2D(
         channels, 2 * nf, (first_kernel_size, first_kernel_size), "A",
-        **kwargs), 0)
+        **kwargs), 0, reads_image=True)
     self.blocks = [PixelCNNResidualBlock(nf, kernel_size, num_classes,
                                          dropout_p, **kwargs)
                    for _ in range(num_layers)]
@@ -569,9 +588,10 @@ class GatedPixelCNNNetwork(_StackedNetwork):
     # The first convolutions see the current row; only what follows the
     # down-shift depends on the rows above alone.
     self.v_input = place(layers.DownShiftedConv2D(
-        channels, 2 * nf, (k0 // 2 + 1, k0), **kwargs), 0)
+        channels, 2 * nf, (k0 // 2 + 1, k0), **kwargs), 0,
+        reads_image=True)
     self.h_input = place(layers.DownRightShiftedConv2D(
-        channels, 2 * nf, (1, k0 // 2), **kwargs), 0)
+        channels, 2 * nf, (1, k0 // 2), **kwargs), 0, reads_image=True)
     self.input_link = place(
         layers.NetworkInNetwork(2 * nf, 2 * nf, **kwargs), 0,
         above_only=True)
@@ -608,7 +628,7 @@ class GatedPixelCNNNetwork(_StackedNetwork):
     x = scale_images(images, self.dtype)
 
     v_pre = ops.down_shift(ops.conv(self.v_input, x), 0)
-    h_pre = (layers.right_shift(ops.conv(self.h_input, x))
+    h_pre = (ops.right_shift(ops.conv(self.h_input, x), 0)
              + ops.nin(self.input_link, v_pre))
     if labels is not None:
       v_pre += tf.matmul(labels, self.v_class_bias)[:, None, None, :]

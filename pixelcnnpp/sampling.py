@@ -6,32 +6,60 @@ the stateless seed `fold_in(seed, p)`. Given the same seed, the same model
 and the same parameters they therefore draw the same images.
 
   * `reference`: one full network pass per pixel.
-  * `fast`: the network run one row at a time (`RowPass`). Every layer of
-    these networks computes row i of its output from rows i and above of
-    its input (at its own resolution), and a row of a downsampled stage
-    depends only on full-size rows up to the first one it covers. So the
-    rows above the current one are computed once, when they are complete,
-    and kept: each layer caches the last input rows its kernel reaches up
-    to. A new pixel then costs one row of each stage instead of a whole
-    image: about H times less work. This is the idea of Ramachandran et
-    al. (2017), "Fast Generation for Convolutional Autoregressive Models",
-    at the granularity of rows rather than single positions.
-
-For the pixel at column j the row pass computes only columns 0..j of the
-current row (and the matching columns of the coarser stages), which is all
-its parameters depend on: on average half a row per pixel.
-
-Note: the columns left of j are still recomputed for every pixel of the
-row; caching within the row as well (as in that paper) would save up to
-another factor of W/2 in arithmetic, but on a CPU the per-operation
-overhead of the smaller steps eats most of that gain at these image
-sizes.
+  * `fast`: the network run with caches, in the way of Ramachandran et
+    al. (2017), "Fast Generation for Convolutional Autoregressive Models".
+    Every layer of these networks computes row i of its output from rows
+    i and above of its input (at its own resolution), and a row of a
+    downsampled stage depends only on full-size rows up to the first one
+    it covers. So each layer's input rows above the current one are
+    computed once, when complete, by a pass over the whole row
+    (`RowPass`), and cached. Within the row, each pixel then costs one
+    position of each layer (`PixelPass`): the columns to the left come
+    from small caches of each layer's recent inputs, and what the row's
+    pixels cannot change (the vertical stream, and the coarser stages'
+    rows until their first full-size row) from a pass over the row before
+    its first pixel is drawn. Per pixel that is about H * W times less
+    arithmetic than a full pass; at small sizes on a CPU the number of
+    operations per pixel, not their size, sets the time.
 """
 
 import numpy as np
 import tensorflow as tf
 
+from pixelcnnpp import layers
+
 METHODS = ("fast", "reference")
+
+
+def _pad_rows(layer, above, x, width=None):
+  """The rows above and row x, padded horizontally for `layer`.
+
+  Layers that reach right (a kernel centred horizontally) see zeros right
+  of x's last column; given `width`, the cached rows above show them
+  their columns up to `width` + right (and zeros beyond the image).
+
+  Args:
+    layer: a convolution with `padding` ((top, 0), (left, right)).
+    above: [B, kh - 1, W_level, C] cached rows, or None for kh = 1.
+    x: [B, 1, w, C], the current row's first w columns.
+    width: w as an int32 scalar when x is not the whole row, else None.
+
+  Returns:
+    [B, kh, left + w + right, C].
+  """
+  _, (left, right) = layer.padding
+  if right:
+    x = tf.pad(x, [[0, 0], [0, 0], [0, right], [0, 0]])
+  if above is not None:
+    if right:
+      above = tf.pad(above, [[0, 0], [0, 0], [0, right], [0, 0]])
+    if width is not None:
+      above = tf.slice(above, [0, 0, 0, 0],
+                       tf.stack([-1, -1, width + right, -1]))
+    x = tf.concat([above, x], axis=1)
+  if left:
+    x = tf.pad(x, [[0, 0], [0, 0], [left, 0], [0, 0]])
+  return x
 
 
 class RowPass:
@@ -41,24 +69,8 @@ class RowPass:
   kernel more than one row tall, or a down-shift) is a cache site,
   numbered in the order the network makes them. Site t keeps
   `caches[t]`, the last rows of its input at its resolution:
-  [B, depth, W_level, C].
-
-  Given `recorded`, the outputs of every layer call of an earlier pass over
-  the same row, the pass reuses those that cannot have changed since: the
-  vertical stream's (`layer.above_only`), and those that depend on the
-  current row of no stage finer than `recompute_level + 1`. A row of stage
-  s depends on the full-size rows up to the first one it covers, so the
-  pixels of row i change the current row of stage s only where 2^s
-  divides i.
-
-  Given `columns` = n, the pass computes only the first n columns of the
-  row, ceil(n / 2^s) at stage s: all that the parameters at column n - 1
-  depend on. Layers that reach to the right (a kernel centred
-  horizontally) see the cached rows above in full and zeros right of
-  column n - 1 in the current row. In the networks here such layers either
-  hold zero weights there (the masked convolutions) or feed only a
-  down-shift, whose output in this row comes from the cache, so the
-  columns computed equal those of a full-width pass.
+  [B, depth, W_level, C]. The output of every layer call is kept in
+  `outputs`, in call order, for `PixelPass`.
 
   Args:
     row: int32 scalar, the full-size row i being computed.
@@ -66,24 +78,12 @@ class RowPass:
       padding above the image).
     kernels: {id(layer): kernel} from `layer_kernels`, computed once
       outside the sampling loops.
-    recorded: the `outputs` of an earlier full-width pass over row i, or
-      None.
-    columns: int32 scalar n, or None for the whole row; the input row
-      holds n columns.
-    recompute_level: with `recorded`, the coarsest stage whose current
-      row is recomputed: the number of times 2 divides i, at most the
-      network's coarsest stage.
   """
 
-  def __init__(self, row, caches=None, kernels=None, recorded=None,
-               columns=None, recompute_level=0):
+  def __init__(self, row, caches=None, kernels=None):
     self.row = row
     self.caches = caches
     self.kernels = kernels or {}
-    self.recorded = recorded
-    self.columns = columns
-    self.recompute_level = recompute_level
-    self._widths = {}
     self.zero_caches = []
     self.outputs = []
     self._inputs = []
@@ -103,68 +103,20 @@ class RowPass:
     """Row index, at resolution stage `level`, of full-size row i."""
     return tf.bitwise.right_shift(self.row, level)
 
-  def _width(self, level):
-    """Columns computed at stage `level`: ceil(n / 2^level)."""
-    if level not in self._widths:
-      self._widths[level] = tf.bitwise.right_shift(
-          self.columns + 2 ** level - 1, level)
-    return self._widths[level]
-
-  def _first_columns(self, x, level, extra=0):
-    """x [B, h, W_level, C] cut to the columns computed, plus `extra`."""
-    if self.columns is None:
-      return x
-    return tf.slice(x, [0, 0, 0, 0],
-                    tf.stack([-1, -1, self._width(level) + extra, -1]))
-
-  def _output(self, layer, level, coarsest_level, compute):
-    """compute(), or its recorded value where it cannot have changed.
-
-    `level` is the stage of the output, `coarsest_level` the coarsest
-    stage the output depends on in the current row.
-    """
-    call = len(self.outputs)
-    if self.recorded is None:
-      output = compute()
-    elif layer.above_only or coarsest_level > self.recompute_level:
-      output = self._first_columns(self.recorded[call], level)
-    else:
-      output = compute()
+  def _output(self, output):
     self.outputs.append(output)
     return output
 
-  def _padded(self, layer, above, x):
-    """The rows above and row x, padded horizontally for `layer`.
-
-    Args:
-      above: [B, kh - 1, W_level, C] cached rows, or None for kh = 1.
-      x: [B, 1, w, C], the current row's computed columns.
-
-    Returns:
-      [B, kh, left + w + right, C].
-    """
-    _, (left, right) = layer.padding
-    if right:
-      x = tf.pad(x, [[0, 0], [0, 0], [0, right], [0, 0]])
-    if above is not None:
-      if right:
-        above = tf.pad(above, [[0, 0], [0, 0], [0, right], [0, 0]])
-      above = self._first_columns(above, layer.level, extra=right)
-      x = tf.concat([above, x], axis=1)
-    if left:
-      x = tf.pad(x, [[0, 0], [0, 0], [left, 0], [0, 0]])
-    return x
-
   def conv(self, layer, x):
-    """x: [B, 1, w, C] the current row at the layer's input resolution."""
+    """x: [B, 1, W_level, C] the current row at the layer's resolution."""
     height = layer.kernel_size[0]
     kernel = self.kernels.get(id(layer))
     if layer.strides == 1:
       above = None
       if height > 1:
         above = self._cached_rows(x, height - 1, layer.level)
-      return self._output(layer, layer.level, layer.level, lambda: (
-          layer.conv_padded(self._padded(layer, above, x), kernel=kernel)))
+      return self._output(layer.conv_padded(_pad_rows(layer, above, x),
+                                            kernel=kernel))
 
     # A stride-2 layer writes output row k from input rows 2k - 1 and 2k.
     # In the second input row of a cell (2k + 1) both are in the cache.
@@ -172,36 +124,26 @@ class RowPass:
       raise NotImplementedError("row-by-row pass: only (2, w) kernels are "
                                 "supported at stride 2")
     cache = self._cached_rows(x, 2, layer.level)
-
-    def compute():
-      odd = tf.equal(self._level_row(layer.level) % 2, 1)
-      last = self._first_columns(cache[:, 1:], layer.level)
-      rows = tf.where(odd, self._padded(layer, cache[:, :1], last),
-                      self._padded(layer, cache[:, 1:], x))
-      return layer.conv_padded(rows, kernel=kernel)
-
-    return self._output(layer, layer.level + 1, layer.level + 1, compute)
+    odd = tf.equal(self._level_row(layer.level) % 2, 1)
+    rows = tf.where(odd, _pad_rows(layer, cache[:, :1], cache[:, 1:]),
+                    _pad_rows(layer, cache[:, 1:], x))
+    return self._output(layer.conv_padded(rows, kernel=kernel))
 
   def deconv(self, layer, x, output_size):
     """Doubles the current row into two; keeps the one being computed."""
-    level = layer.level - 1
-
-    def compute():
-      width = output_size[1]
-      if self.columns is not None:
-        width = self._width(level)
-      pair = layer(x, (2, width), kernel=self.kernels.get(id(layer)))
-      half = self._level_row(level) % 2
-      return tf.gather(pair, [half], axis=1)
-
-    return self._output(layer, level, layer.level, compute)
+    pair = layer(x, (2, output_size[1]), kernel=self.kernels.get(id(layer)))
+    half = self._level_row(layer.level - 1) % 2
+    return self._output(tf.gather(pair, [half], axis=1))
 
   def nin(self, layer, x):
-    return self._output(layer, layer.level, layer.level, lambda: layer(
-        x, kernel=self.kernels.get(id(layer))))
+    return self._output(layer(x, kernel=self.kernels.get(id(layer))))
 
   def down_shift(self, x, level):
-    return self._first_columns(self._cached_rows(x, 1, level), level)
+    return self._cached_rows(x, 1, level)
+
+  def right_shift(self, x, level):
+    del level
+    return layers.right_shift(x)
 
   def dropout(self, x, rate):
     del rate  # Sampling runs the network in inference mode.
@@ -219,6 +161,204 @@ class RowPass:
       pushed = tf.concat([cache[:, 1:], x], axis=1)
       updated.append(tf.where(done, pushed, cache))
     return updated
+
+
+class PixelPass:
+  """Runs the layers of a network at one position, the rest from caches.
+
+  At pixel (i, j) every layer computes only its output at column j (at
+  stage s: column j >> s), from
+
+    * the rows above, in the row caches of a `RowPass` (the same sites);
+    * the columns to the left of its input in row i, in `windows`: each
+      convolution that reaches left keeps the last columns of its input;
+    * the outputs of a full-width `RowPass` over row i before any of its
+      pixels was drawn (`recorded`), for every layer whose output the
+      pixels of row i cannot change.
+
+  The layers that `reads_image` (the first convolutions, before the
+  streams are shifted) run on the row up to column j instead, because
+  their outputs at earlier columns changed as those pixels were drawn.
+  Those outputs reach the rest of the network only through a shift
+  (`down_shift` takes the cache, `right_shift` column j - 1) or, for a
+  type "A" masked convolution, at column j alone; right of column j they
+  see zeros, which such a layer's masked weights or the shift after it
+  ignore. Every value a window keeps was computed from pixels before its
+  column, so it is final when kept.
+
+  A row of stage s changes with the pixels of row i only where 2^s
+  divides i (`row_level`, the coarsest such stage), and its column c,
+  which depends on full-size columns up to 2^s c, only at the pixel
+  j = 2^s c (`step_level`, the coarsest stage with a new column at j).
+  A transposed convolution computed at such a pixel gives two columns of
+  the finer stage; the second is kept in `buffers` for the next pixel.
+
+  Args:
+    row, column: int32 scalars i and j.
+    caches: the row caches of the `RowPass` over the rows above.
+    kernels: {id(layer): kernel} from `layer_kernels`.
+    recorded: the `outputs` of a full-width `RowPass` over row i.
+    windows, buffers: the state left by the pass at the previous pixel,
+      or None to start them as zeros (the padding left of the image).
+    row_level, step_level: Python ints, as above; step_level <=
+      row_level.
+  """
+
+  def __init__(self, row, column, caches, kernels, recorded, windows=None,
+               buffers=None, row_level=0, step_level=0):
+    self.row = row
+    self.column = column
+    self.caches = caches
+    self.kernels = kernels
+    self.recorded = recorded
+    self.windows = windows
+    self.buffers = buffers
+    self.row_level = row_level
+    self.step_level = step_level
+    self.new_windows = []
+    self.new_buffers = []
+    self.zero_windows = []
+    self.zero_buffers = []
+    self._num_sites = 0
+    self._num_calls = 0
+
+  def _column(self, level):
+    return tf.bitwise.right_shift(self.column, level)
+
+  def _next_site(self):
+    self._num_sites += 1
+    return self.caches[self._num_sites - 1]
+
+  def _next_call(self):
+    self._num_calls += 1
+    return self._num_calls - 1
+
+  def _recorded(self, call, level):
+    """Column j >> level of the recorded output of `call`."""
+    return tf.slice(self.recorded[call],
+                    tf.stack([0, 0, self._column(level), 0]), [-1, -1, 1, -1])
+
+  def _window(self, x, depth, update):
+    """The kept last `depth` columns of a site's input; keeps x's column.
+
+    Returns [B, 1, depth, C] from the previous pixels; with `update`, the
+    window after this pixel holds x, else it stays as it was.
+    """
+    site = len(self.new_windows)
+    if self.windows is None:
+      window = tf.zeros_like(tf.repeat(x, depth, axis=2))
+      self.zero_windows.append(window)
+    else:
+      window = self.windows[site]
+    if update:
+      updated = tf.concat([window, x], axis=2)[:, :, 1:]
+      updated.set_shape(window.shape)
+      self.new_windows.append(updated)
+    else:
+      self.new_windows.append(window)
+    return window
+
+  def _above(self, layer, cache, level):
+    """The cached rows above over the kernel's columns at column j."""
+    _, (left, right) = layer.padding
+    cache = tf.pad(cache, [[0, 0], [0, 0], [left, right], [0, 0]])
+    width = left + 1 + right
+    return tf.slice(cache, tf.stack([0, 0, self._column(level), 0]),
+                    [-1, -1, width, -1])
+
+  def conv(self, layer, x):
+    """x: the input at column j >> level, [B, 1, 1, C], or for a layer
+    that `reads_image` the row up to column j, [B, 1, j + 1, C]."""
+    height = layer.kernel_size[0]
+    level = layer.level
+    out_level = level + (1 if layer.strides == 2 else 0)
+    if layer.strides not in (1, 2) or (layer.strides == 2 and height != 2):
+      raise NotImplementedError("position-by-position pass: only stride 1 "
+                                "and (2, w) kernels at stride 2")
+    cache = self._next_site() if height > 1 or layer.strides == 2 else None
+    call = self._next_call()
+    kernel = self.kernels.get(id(layer))
+    _, (left, right) = layer.padding
+
+    if layer.reads_image:
+      # The row up to column j, for the layers that see the current pixel.
+      rows = _pad_rows(layer, cache, x, width=self.column + 1)
+      output = layer.conv_padded(rows, kernel=kernel)
+      if getattr(layer, "mask_type", None) == "A":
+        # Column j sees only pixels left of j: the rest of the network
+        # takes it alone.
+        output = tf.slice(output, tf.stack([0, 0, self.column, 0]),
+                          [-1, -1, 1, -1])
+      return output
+
+    runs = level <= self.step_level and not layer.above_only
+    window = self._window(x, left, runs) if left else None
+    if layer.above_only or out_level > self.step_level:
+      # Unchanged by this row, or not needed at this pixel.
+      return self._recorded(call, out_level)
+
+    current = x if window is None else tf.concat([window, x], axis=2)
+    if right:
+      current = tf.pad(current, [[0, 0], [0, 0], [0, right], [0, 0]])
+    if layer.strides == 2:
+      # Output row k of a stride-2 layer reads input rows 2k - 1 and 2k;
+      # it is computed only in row 2k, so row 2k - 1 is the cache's last.
+      cache = cache[:, 1:]
+    rows = current
+    if cache is not None:
+      rows = tf.concat([self._above(layer, cache, level), current], axis=1)
+    return layer.conv_padded(rows, kernel=kernel)
+
+  def deconv(self, layer, x, output_size):
+    """Column j >> (s - 1) of a transposed convolution from stage s."""
+    del output_size
+    level = layer.level
+    call = self._next_call()
+    if layer.above_only:
+      return self._recorded(call, level - 1)
+    if not layer.right_shifted:
+      raise NotImplementedError("position-by-position pass: a centred "
+                                "transposed convolution must be above_only")
+    site = len(self.new_buffers)
+    if level > self.row_level:
+      self.new_buffers.append(self.buffers[site])
+      return self._recorded(call, level - 1)
+    if level > self.step_level:
+      # The second column of the pair made at the previous pixel.
+      self.new_buffers.append(self.buffers[site])
+      return self.buffers[site]
+
+    pair = layer(x, (2, 2), kernel=self.kernels.get(id(layer)))
+    half = tf.bitwise.right_shift(self.row, level - 1) % 2
+    pair = tf.gather(pair, [half], axis=1)
+    self.new_buffers.append(pair[:, :, 1:])
+    if self.buffers is None:
+      self.zero_buffers.append(tf.zeros_like(pair[:, :, 1:]))
+    return pair[:, :, :1]
+
+  def nin(self, layer, x):
+    call = self._next_call()
+    if layer.above_only or layer.level > self.step_level:
+      return self._recorded(call, layer.level)
+    return layer(x, kernel=self.kernels.get(id(layer)))
+
+  def down_shift(self, x, level):
+    del x  # The current row is not seen; the cache holds the row above.
+    cache = self._next_site()
+    return tf.slice(cache, tf.stack([0, 0, self._column(level), 0]),
+                    [-1, -1, 1, -1])
+
+  def right_shift(self, x, level):
+    """Column j - 1 of x, the output of a layer that `reads_image`."""
+    if level:
+      raise NotImplementedError("position-by-position pass: right_shift "
+                                "only at full size")
+    return tf.slice(tf.pad(x, [[0, 0], [0, 0], [1, 0], [0, 0]]),
+                    tf.stack([0, 0, self.column, 0]), [-1, -1, 1, -1])
+
+  def dropout(self, x, rate):
+    del rate  # Sampling runs the network in inference mode.
+    return x
 
 
 def layer_kernels(network):
@@ -258,18 +398,26 @@ def _reference(model, canvas, labels, seed, temperature, known):
 
 
 def _fast(model, canvas, labels, seed, temperature, known):
-  """Row-by-row pass with caches. Returns (images, params [B, H, W, P])."""
+  """Cached passes row by row and position by position.
+
+  Returns (images, params [B, H, W, P]).
+  """
   network = model.network
   height, width, _ = model.image_shape
   batch = tf.shape(canvas)[0]
-
-  # One pass over a row of zeros gives the cache shapes: zeros, as the
-  # padding above the image.
-  kernels = layer_kernels(network)
   num_levels = getattr(network, "num_hierarchies", 1)
+
+  # Passes over a row of zeros and at its first position give the shapes
+  # of the caches: zeros, as the padding above and left of the image.
+  kernels = layer_kernels(network)
   start = RowPass(tf.constant(0), caches=None)
   network.forward(canvas[:, :1], labels, start)
   caches = start.zero_caches
+  first = PixelPass(tf.constant(0), tf.constant(0), caches, kernels,
+                    start.outputs, row_level=num_levels - 1,
+                    step_level=num_levels - 1)
+  network.forward(canvas[:, :1, :1], labels, first)
+  zero_windows, zero_buffers = first.zero_windows, first.zero_buffers
 
   def draw_row(i, rows, caches, params_all):
     row = tf.transpose(tf.gather(rows, [i]), [1, 0, 2, 3])
@@ -281,42 +429,66 @@ def _fast(model, canvas, labels, seed, temperature, known):
     before = RowPass(i, caches, kernels)
     network.forward(row, labels, before)
 
-    def draw_pixels(recompute_level):
-      """The loop over the row's pixels, for one `recompute_level`."""
+    def draw_pixel(row_level, step_level):
+      """Draws pixel j of row i, for one pair of levels."""
 
-      def draw(j, row, row_params):
-        # Only the columns up to j: the parameters at j need no others.
-        params = network.forward(
-            row[:, :, :j + 1], labels,
-            RowPass(i, caches, kernels, before.outputs, columns=j + 1,
-                    recompute_level=recompute_level))
-        pixel_params = params[:, 0, j]
+      def draw(j, row, row_params, windows, buffers):
+        pixel = PixelPass(i, j, caches, kernels, before.outputs, windows,
+                          buffers, row_level, step_level)
+        params = network.forward(row[:, :, :j + 1], labels, pixel)
+        pixel_params = params[:, 0, 0]
         values = model.head.sample(pixel_params,
                                    _pixel_seed(seed, i * width + j),
                                    temperature)
+        # A known pixel of a completion keeps its value, and its
+        # parameters are left at zero, as the reference sampler leaves
+        # them.
+        known_pixel = i * width + j < known
+        values = tf.where(known_pixel, row[:, 0, j], values)
+        pixel_params = tf.where(known_pixel, tf.zeros_like(pixel_params),
+                                pixel_params)
         index = tf.stack([tf.range(batch), tf.zeros([batch], tf.int32),
                           tf.fill([batch], j)], axis=1)
-        row_out = tf.tensor_scatter_nd_update(row, index, values)
+        row = tf.tensor_scatter_nd_update(row, index, values)
         row_params = tf.tensor_scatter_nd_update(
             row_params, index[:, ::2], pixel_params)
-        return j + 1, row_out, row_params
+        return row, row_params, pixel.new_windows, pixel.new_buffers
+
+      return draw
+
+    def draw_pixels(row_level):
+      """The loop over the row's pixels, for one `row_level`."""
+      variants = [draw_pixel(row_level, level)
+                  for level in range(row_level + 1)]
+
+      def body(j, *state):
+        if row_level == 0:
+          return (j + 1,) + variants[0](j, *state)
+        # The coarsest stage with a new column at pixel j.
+        step_level = tf.constant(0)
+        for level in range(1, row_level + 1):
+          step_level += tf.cast(tf.equal(j % 2 ** level, 0), tf.int32)
+        return (j + 1,) + tuple(tf.switch_case(
+            step_level, [lambda v=v: v(j, *state) for v in variants]))
 
       def run():
-        first = tf.clip_by_value(known - i * width, 0, width)
-        _, row_out, params_out = tf.while_loop(
-            lambda j, *_: j < width, draw, (first, row, row_params))
+        # The loop runs over a completion's known pixels too: the windows
+        # need their columns.
+        _, row_out, params_out, _, _ = tf.while_loop(
+            lambda j, *_: j < width, body,
+            (tf.constant(0), row, row_params, zero_windows, zero_buffers))
         return row_out, params_out
 
       return run
 
-    # One loop per number of stages the row's pixels change, chosen once
-    # per row: a choice per layer and pixel would cost more than the
-    # layers themselves at these sizes.
-    recompute_level = tf.constant(0)
+    # Stage s's row changes with the pixels of row i where 2^s divides i.
+    row_level = tf.constant(0)
     for level in range(1, num_levels):
-      recompute_level += tf.cast(tf.equal(i % 2 ** level, 0), tf.int32)
-    row, row_params = tf.switch_case(
-        recompute_level, [draw_pixels(level) for level in range(num_levels)])
+      row_level += tf.cast(tf.equal(i % 2 ** level, 0), tf.int32)
+    row, row_params = tf.cond(
+        known >= (i + 1) * width, lambda: (row, row_params),
+        lambda: tf.switch_case(
+            row_level, [draw_pixels(level) for level in range(num_levels)]))
 
     # With the row complete, one more pass gives the final values of this
     # row's layer inputs, which the caches keep for the rows below.
