@@ -179,15 +179,9 @@ class AutoregressiveModel(tf.Module):
 
     Note: data-dependent initialisation and the fast sampler need the
     network in its variables' dtype; initialise and sample a model that
-    computes in it. Class-conditional biases are added in the variables'
-    dtype, so a conditional model computes in that dtype only.
+    computes in it.
     """
-    dtype = tf.as_dtype(dtype)
-    if self.num_classes and dtype != self.dtype:
-      raise ValueError(f"a class-conditional model computes in "
-                       f"{self.dtype.name} only, not {dtype.name}: train "
-                       f"it in float32 precision")
-    self.network.dtype = dtype
+    self.network.dtype = tf.as_dtype(dtype)
 
   def log_prob(self, images, labels=None, training=False,
                dropout_seed=None):

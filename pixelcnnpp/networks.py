@@ -120,9 +120,17 @@ class GatedResnet(tf.Module):
     c1 = ops.dropout(layers.concat_elu(c1), self.dropout_p)
     c2 = ops.conv(self.conv2, c1)
     if labels is not None:
-      c2 += tf.matmul(labels, self.class_bias)[:, None, None, :]
+      c2 += _class_bias(labels, self.class_bias, c2)
     a, b = tf.split(c2, 2, axis=-1)
     return x + a * tf.sigmoid(b)
+
+
+def _class_bias(labels, class_bias, x):
+  """The bias of each image's class, [B, 1, 1, C], in x's dtype.
+
+  Under mixed precision the labels and biases are float32 and x 16-bit.
+  """
+  return tf.cast(tf.matmul(labels, class_bias), x.dtype)[:, None, None, :]
 
 
 def place(layer, level, above_only=False, reads_image=False):
@@ -384,7 +392,7 @@ class PixelCNNResidualBlock(tf.Module):
     y = ops.nin(self.down, tf.nn.relu(x))
     y = ops.conv(self.masked, tf.nn.relu(y))
     if labels is not None:
-      y += tf.matmul(labels, self.class_bias)[:, None, None, :]
+      y += _class_bias(labels, self.class_bias, y)
     y = ops.dropout(tf.nn.relu(y), self.dropout_p)
     return x + ops.nin(self.up, y)
 
@@ -524,8 +532,8 @@ class GatedPixelCNNLayer(tf.Module):
     v_pre = ops.conv(self.v_conv, v)
     h_pre = ops.conv(self.h_conv, h) + ops.nin(self.link, v_pre)
     if labels is not None:
-      v_pre += tf.matmul(labels, self.v_class_bias)[:, None, None, :]
-      h_pre += tf.matmul(labels, self.h_class_bias)[:, None, None, :]
+      v_pre += _class_bias(labels, self.v_class_bias, v_pre)
+      h_pre += _class_bias(labels, self.h_class_bias, h_pre)
     gated = ops.dropout(gated_activation(h_pre), self.dropout_p)
     return gated_activation(v_pre), h + ops.nin(self.h_out, gated)
 
@@ -631,8 +639,8 @@ class GatedPixelCNNNetwork(_StackedNetwork):
     h_pre = (ops.right_shift(ops.conv(self.h_input, x), 0)
              + ops.nin(self.input_link, v_pre))
     if labels is not None:
-      v_pre += tf.matmul(labels, self.v_class_bias)[:, None, None, :]
-      h_pre += tf.matmul(labels, self.h_class_bias)[:, None, None, :]
+      v_pre += _class_bias(labels, self.v_class_bias, v_pre)
+      h_pre += _class_bias(labels, self.h_class_bias, h_pre)
     v = gated_activation(v_pre)
     h = ops.nin(self.h_input_out, gated_activation(h_pre))
 

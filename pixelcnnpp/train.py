@@ -133,9 +133,6 @@ def main(argv):
     raise app.UsageError("--workdir is required: where to keep the run")
   if FLAGS.tpu and FLAGS.strategy != "tpu":
     raise app.UsageError("--tpu is for --strategy=tpu")
-  if FLAGS.conditional and FLAGS.precision != "float32":
-    raise app.UsageError("--conditional models train in float32 only: "
-                         "drop --precision")
   # First, before TensorFlow runs anything: a multi-worker strategy can
   # only start its server then.
   try:

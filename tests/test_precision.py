@@ -187,13 +187,25 @@ def test_float16_scales_the_loss_and_retries_skipped_steps(
   assert raw.network.dtype == tf.float32
 
 
-def test_conditional_model_refuses_16_bits():
-  """Class biases are float32 variables added to the activations: a
-  conditional model says so rather than fail inside the network."""
-  model = models.build(image_shape=(8, 8, 1), num_filters=4,
-                       num_hierarchies=1, num_classes=3)
-  with pytest.raises(ValueError, match="class-conditional.*float32"):
-    model.set_compute_dtype(tf.bfloat16)
+def test_conditional_model_in_16_bits(mnist):
+  """Class biases, float32 variables, are added to 16-bit activations in
+  their dtype: a conditional model scores nearly as in float32, and its
+  labels still matter."""
+  train, test = mnist
+  tf.random.set_seed(0)
+  model = models.build(num_classes=3, **SMALL)
+  labels = np.arange(len(train)) % 3
+  model.initialize(train, labels)
+  test_labels = np.arange(len(test)) % 3
+  reference = model.bits_per_dim(test, test_labels).numpy()
+  model.set_compute_dtype(tf.bfloat16)
+  bits = model.bits_per_dim(test, test_labels).numpy()
+  assert abs(bits.mean() - reference.mean()) < 0.01
+  other = model.bits_per_dim(test, (test_labels + 1) % 3).numpy()
+  assert np.abs(other - bits).max() > 1e-4
+
+
+def test_unknown_precision_is_refused():
   with pytest.raises(ValueError, match="precision must be one of"):
     training.Trainer(dict(image_shape=[8, 8, 1], num_filters=4),
                      training.TrainConfig(precision="float16"))
