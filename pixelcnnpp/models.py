@@ -211,12 +211,13 @@ class AutoregressiveModel(tf.Module):
     self.network.forward(images, labels, networks.FullPass(init=True))
 
   def sample(self, num, seed=0, temperature=1.0, labels=None, prefix=None,
-             prefix_length=None, method="fast", return_params=False):
+             prefix_length=None, method="fast", return_params=False,
+             progress=None):
     """Draws images; see `sampling.sample` for the arguments."""
     return sampling.sample(self, num, seed=seed, temperature=temperature,
                            labels=labels, prefix=prefix,
                            prefix_length=prefix_length, method=method,
-                           return_params=return_params)
+                           return_params=return_params, progress=progress)
 
 
 def PixelCNNPlusPlus(image_shape, likelihood="mixture", num_filters=32,

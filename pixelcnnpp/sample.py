@@ -7,6 +7,7 @@ images are kept and the rest drawn (--keep_rows). The images are read
 with the run's image size and colour settings, as for evaluate --images.
 """
 
+import sys
 import time
 
 from absl import app
@@ -65,12 +66,37 @@ def _draw(model, config):
                        f"fewer than --num={FLAGS.num}")
 
   start = time.time()
-  images = model.sample(FLAGS.num, seed=FLAGS.seed,
-                        temperature=FLAGS.temperature, labels=labels,
-                        prefix=prefix, prefix_length=prefix_length,
-                        method=FLAGS.method).numpy()
+  with _RowProgress(height) as progress:
+    images = model.sample(FLAGS.num, seed=FLAGS.seed,
+                          temperature=FLAGS.temperature, labels=labels,
+                          prefix=prefix, prefix_length=prefix_length,
+                          method=FLAGS.method, progress=progress).numpy()
   logging.info("Drew %d images in %.1f s", FLAGS.num, time.time() - start)
   return images
+
+
+class _RowProgress:
+  """Rows drawn so far: a bar on a terminal, else a log line per row."""
+
+  def __init__(self, height):
+    self.height = height
+    self.bar = None
+    if sys.stderr.isatty():
+      import tqdm  # pylint: disable=g-import-not-at-top
+      self.bar = tqdm.tqdm(total=height, unit="row", dynamic_ncols=True)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc_info):
+    if self.bar is not None:
+      self.bar.close()
+
+  def __call__(self, rows):
+    if self.bar is not None:
+      self.bar.update(rows - self.bar.n)
+    else:
+      logging.info("Row %d of %d drawn", rows, self.height)
 
 
 def main(argv):

@@ -367,6 +367,22 @@ def layer_kernels(network):
           if hasattr(layer, "kernel")}
 
 
+def _report_row(model, position, width):
+  """Calls the model's row callback, if any, when `position` ends a row.
+
+  The callback, set by `sample(progress=...)` for the length of one call,
+  gets the number of rows finished.
+  """
+
+  def report(position):
+    callback = model.__dict__.get("_sample_progress")
+    position = int(position)
+    if callback is not None and (position + 1) % width == 0:
+      callback((position + 1) // width)
+
+  tf.py_function(report, [position], [])
+
+
 def _pixel_seed(seed, position):
   return tf.random.experimental.stateless_fold_in(seed, position)
 
@@ -389,6 +405,8 @@ def _reference(model, canvas, labels, seed, temperature, known):
                       tf.fill([batch], j)], axis=1)
     canvas = tf.tensor_scatter_nd_update(canvas, index, values)
     params_all = tf.tensor_scatter_nd_update(params_all, index, pixel_params)
+    with tf.control_dependencies([canvas]):
+      _report_row(model, position, width)
     return position + 1, canvas, params_all
 
   _, canvas, params_all = tf.while_loop(
@@ -498,6 +516,8 @@ def _fast(model, canvas, labels, seed, temperature, known):
                                        tf.transpose(row, [1, 0, 2, 3]))
     params_all = tf.tensor_scatter_nd_update(params_all, [[i]],
                                              row_params[None])
+    with tf.control_dependencies([rows]):
+      _report_row(model, (i + 1) * width - 1, width)
     return i + 1, rows, finished.updated_caches(), params_all
 
   # Rows first, so that a finished row is written with one update.
@@ -512,7 +532,8 @@ def _fast(model, canvas, labels, seed, temperature, known):
 
 
 def sample(model, num, seed=0, temperature=1.0, labels=None, prefix=None,
-           prefix_length=None, method="fast", return_params=False):
+           prefix_length=None, method="fast", return_params=False,
+           progress=None):
   """Draws `num` images from `model`.
 
   Args:
@@ -533,6 +554,9 @@ def sample(model, num, seed=0, temperature=1.0, labels=None, prefix=None,
     method: "fast" (cached, row by row) or "reference" (a full pass per
       pixel).
     return_params: also return the parameters each pixel was drawn from.
+    progress: None, or a function called with the number of rows
+      finished each time a row of drawn pixels is (the fast sampler also
+      reports the rows of a completion's prefix, which it passes through).
 
   Returns:
     int32 [num, H, W, C] images in 0..255, and with `return_params` the
@@ -572,9 +596,13 @@ def sample(model, num, seed=0, temperature=1.0, labels=None, prefix=None,
                      f"shape {seed.shape}")
 
   function = _compiled(model, method)
-  images, params = function(canvas, labels, seed,
-                            tf.constant(temperature, model.dtype),
-                            tf.constant(known, tf.int32))
+  model.__dict__["_sample_progress"] = progress
+  try:
+    images, params = function(canvas, labels, seed,
+                              tf.constant(temperature, model.dtype),
+                              tf.constant(known, tf.int32))
+  finally:
+    model.__dict__["_sample_progress"] = None
   if return_params:
     return images, params
   return images

@@ -653,3 +653,17 @@ def test_numpy_integer_seed_works_like_python_int(tiny_model):
   model = tiny_model()
   np.testing.assert_array_equal(model.sample(NUM, seed=np.int64(7)),
                                 model.sample(NUM, seed=7))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_progress_reports_every_row(samples, method):
+  """progress(rows) is called once per finished row, in order, and the
+  images are those drawn without it."""
+  model = samples.model("7x9-3stages-mixture")
+  reported = []
+  with_progress = model.sample(2, seed=3, method=method,
+                               progress=reported.append)
+  assert reported == list(range(1, model.image_shape[0] + 1))
+  without = model.sample(2, seed=3, method=method)
+  np.testing.assert_array_equal(np.asarray(with_progress),
+                                np.asarray(without))
