@@ -27,7 +27,7 @@ setuptools.setup(
         "importlib_resources>=6.0",
     ],
     extras_require={
-        "test": ["pytest>=8.0"],
+        "test": ["pytest>=8.0", "pytest-xdist>=3.0"],
         "plot": ["matplotlib>=3.8"],
         # The photographs that benchmarks/photo_patches.py cuts up.
         "photos": ["scikit-image>=0.22"],
