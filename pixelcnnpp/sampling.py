@@ -233,16 +233,20 @@ class PixelPass:
     self._num_calls += 1
     return self._num_calls - 1
 
+  def _at_column(self, x, column):
+    """Column `column` of x [B, h, w, C], as [B, h, 1, C]."""
+    return tf.slice(x, tf.stack([0, 0, column, 0]), [-1, -1, 1, -1])
+
   def _recorded(self, call, level):
     """Column j >> level of the recorded output of `call`."""
-    return tf.slice(self.recorded[call],
-                    tf.stack([0, 0, self._column(level), 0]), [-1, -1, 1, -1])
+    return self._at_column(self.recorded[call], self._column(level))
 
   def _window(self, x, depth, update):
-    """The kept last `depth` columns of a site's input; keeps x's column.
+    """A site's input at its last `depth` columns and at this one.
 
-    Returns [B, 1, depth, C] from the previous pixels; with `update`, the
-    window after this pixel holds x, else it stays as it was.
+    Returns [B, 1, depth + 1, C]: the kept columns of the previous pixels,
+    then x. With `update`, the site keeps the last `depth` of them for
+    the next pixel; else it keeps what it had.
     """
     site = len(self.new_windows)
     if self.windows is None:
@@ -250,13 +254,14 @@ class PixelPass:
       self.zero_windows.append(window)
     else:
       window = self.windows[site]
+    current = tf.concat([window, x], axis=2)
     if update:
-      updated = tf.concat([window, x], axis=2)[:, :, 1:]
-      updated.set_shape(window.shape)
-      self.new_windows.append(updated)
+      kept = current[:, :, 1:]
+      kept.set_shape(window.shape)
+      self.new_windows.append(kept)
     else:
       self.new_windows.append(window)
-    return window
+    return current
 
   def _above(self, layer, cache, level):
     """The cached rows above over the kernel's columns at column j."""
@@ -287,17 +292,15 @@ class PixelPass:
       if getattr(layer, "mask_type", None) == "A":
         # Column j sees only pixels left of j: the rest of the network
         # takes it alone.
-        output = tf.slice(output, tf.stack([0, 0, self.column, 0]),
-                          [-1, -1, 1, -1])
+        output = self._at_column(output, self.column)
       return output
 
     runs = level <= self.step_level and not layer.above_only
-    window = self._window(x, left, runs) if left else None
+    current = self._window(x, left, runs) if left else x
     if layer.above_only or out_level > self.step_level:
       # Unchanged by this row, or not needed at this pixel.
       return self._recorded(call, out_level)
 
-    current = x if window is None else tf.concat([window, x], axis=2)
     if right:
       current = tf.pad(current, [[0, 0], [0, 0], [0, right], [0, 0]])
     if layer.strides == 2:
@@ -344,17 +347,15 @@ class PixelPass:
 
   def down_shift(self, x, level):
     del x  # The current row is not seen; the cache holds the row above.
-    cache = self._next_site()
-    return tf.slice(cache, tf.stack([0, 0, self._column(level), 0]),
-                    [-1, -1, 1, -1])
+    return self._at_column(self._next_site(), self._column(level))
 
   def right_shift(self, x, level):
     """Column j - 1 of x, the output of a layer that `reads_image`."""
     if level:
       raise NotImplementedError("position-by-position pass: right_shift "
                                 "only at full size")
-    return tf.slice(tf.pad(x, [[0, 0], [0, 0], [1, 0], [0, 0]]),
-                    tf.stack([0, 0, self.column, 0]), [-1, -1, 1, -1])
+    return self._at_column(tf.pad(x, [[0, 0], [0, 0], [1, 0], [0, 0]]),
+                            self.column)
 
   def dropout(self, x, rate):
     del rate  # Sampling runs the network in inference mode.
