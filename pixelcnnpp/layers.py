@@ -13,8 +13,15 @@ The shifted convolutions of PixelCNN++ pad the input so that the output at
 columns left of j in row i (`DownRightShiftedConv2D`), and they keep the
 spatial size. Calling a convolution pads its input with zeros and runs a
 "valid" convolution (`conv_padded`); the fast sampler calls `conv_padded`
-itself, on a row whose padding above is rows it has cached, and so runs
-exactly the same arithmetic as a full pass.
+itself, on a row whose padding above is rows it has cached.
+
+Each convolution also runs on images turned by 180 degrees (`turned`,
+with `turn` and the `turned=True` shifts). There the causal padding lies
+below and to the right, which is where "SAME" padding puts it for the
+stride-1 shifted kernels: the convolution pads internally, and no padded
+copy of its input is made on the way forward nor sliced out of its
+gradient on the way back. The whole-image pass of the networks works that
+way; it is the same function, to rounding.
 """
 
 import tensorflow as tf
@@ -30,18 +37,76 @@ def _size(x, axis):
   return x.shape[axis] if x.shape[axis] is not None else tf.shape(x)[axis]
 
 
-def down_shift(x):
-  """Shifts [B, H, W, C] down one row; the top row becomes zeros."""
+def turn(x):
+  """Turns [B, H, W, C] by 180 degrees in the image plane; its own inverse."""
+  return tf.reverse(x, [1, 2])
+
+
+def _shift(x, axis, turned):
+  """Moves x one step along `axis` (1 or 2), filling the gap with zeros.
+
+  The image moves down or right; when x is turned, that is up or left.
+  """
   # tf.slice rather than x[:, :-1]: the gradient of a strided slice costs
   # several times more, and these shifts run on full-size tensors.
-  kept = tf.slice(x, [0, 0, 0, 0], [-1, _size(x, 1) - 1, -1, -1])
-  return tf.pad(kept, [[0, 0], [1, 0], [0, 0], [0, 0]])
+  begin = [0, 0, 0, 0]
+  size = [-1, -1, -1, -1]
+  size[axis] = _size(x, axis) - 1
+  padding = [[0, 0], [0, 0], [0, 0], [0, 0]]
+  if turned:
+    begin[axis] = 1
+    padding[axis] = [0, 1]
+  else:
+    padding[axis] = [1, 0]
+  return tf.pad(tf.slice(x, begin, size), padding)
 
 
-def right_shift(x):
-  """Shifts [B, H, W, C] right one column; the left column becomes zeros."""
-  kept = tf.slice(x, [0, 0, 0, 0], [-1, -1, _size(x, 2) - 1, -1])
-  return tf.pad(kept, [[0, 0], [0, 0], [1, 0], [0, 0]])
+def down_shift(x, turned=False):
+  """Shifts [B, H, W, C] down one row; the top row becomes zeros.
+
+  With `turned=True`, x is an image turned by 180 degrees (see `turn`),
+  and the image it shows is shifted down.
+  """
+  return _shift(x, 1, turned)
+
+
+def right_shift(x, turned=False):
+  """Shifts [B, H, W, C] right one column; the left column becomes zeros.
+
+  `turned` as for `down_shift`.
+  """
+  return _shift(x, 2, turned)
+
+
+def _turned_padding(length, kernel, stride, before, after):
+  """Padding of one axis for the same convolution on a turned input.
+
+  A "valid" convolution of an input of `length` padded by (`before`,
+  `after`) sees, at its output o, input positions stride * o - before on.
+  On the input turned around, the same windows in reverse order need the
+  padding returned here; an entry may be negative, which means cropping
+  (for instance the row that a stride-2 layer never reads).
+  """
+  outputs = (length + before + after - kernel) // stride + 1
+  needed = stride * (outputs - 1) + kernel
+  turned_before = needed - length - before
+  return turned_before, needed - length - turned_before
+
+
+def _pad_or_crop(x, padding):
+  """Pads x by `padding` ((top, bottom), (left, right)); negative crops."""
+  begin, size, pads = [0, 0, 0, 0], [-1, -1, -1, -1], [[0, 0]] * 4
+  for axis, (before, after) in zip((1, 2), padding):
+    crop_before, crop_after = max(-before, 0), max(-after, 0)
+    if crop_before or crop_after:
+      begin[axis] = crop_before
+      size[axis] = _size(x, axis) - crop_before - crop_after
+    pads[axis] = [max(before, 0), max(after, 0)]
+  if begin != [0, 0, 0, 0] or size != [-1, -1, -1, -1]:
+    x = tf.slice(x, begin, size)
+  if any(p != [0, 0] for p in pads):
+    x = tf.pad(x, pads)
+  return x
 
 
 def dropout(x, rate, seed):
@@ -141,11 +206,15 @@ class WeightNormConv2D(tf.Module):
     _create_variables(
         self, self.kernel_size + (in_channels, filters), filters, dtype)
 
+  def direction(self):
+    """The kernel scaled to unit norm per output channel, before the gain."""
+    return tf.nn.l2_normalize(self.v, axis=[0, 1, 2])
+
   def kernel(self):
     """The effective kernel [kh, kw, C_in, C_out]."""
     if not self.weight_norm:
       return self.v
-    return self.g * tf.nn.l2_normalize(self.v, axis=[0, 1, 2])
+    return self.g * self.direction()
 
   def conv_padded(self, x, init=False, kernel=None):
     """Convolves input that already carries its padding on both axes.
@@ -177,9 +246,42 @@ class WeightNormConv2D(tf.Module):
     x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
     return self.conv_padded(x, init, kernel)
 
+  def turned(self, x, init=False):
+    """This convolution on an image turned by 180 degrees.
+
+    For x = turn(z), returns turn(self(z)), to rounding. The kernel turns
+    with the image, and so does the padding: what was above and to the
+    left now lies below and to the right.
+
+    Args:
+      x: [B, H, W, C_in], turned.
+      init: run data-dependent initialisation on this batch first.
+
+    Returns:
+      [B, H_out, W_out, C_out], turned.
+    """
+    (top, bottom), (left, right) = self.padding
+    kh, kw = self.kernel_size
+    height, width = x.shape[1], x.shape[2]
+    if height is None or width is None:
+      # The padding depends on the size; unknown, turn back and forth.
+      return turn(self(turn(x), init))
+    padding = (_turned_padding(height, kh, self.strides, top, bottom),
+               _turned_padding(width, kw, self.strides, left, right))
+    same = ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2)
+    if self.strides == 1 and padding == same:
+      padded, mode = x, "SAME"
+    else:
+      padded, mode = _pad_or_crop(x, padding), "VALID"
+    kernel = self.direction() if init and self.weight_norm else self.kernel()
+    y = tf.nn.conv2d(padded, tf.cast(tf.reverse(kernel, [0, 1]), x.dtype),
+                     self.strides, mode)
+    if init and self.weight_norm:
+      return _initialize_gain_and_bias(self, y)
+    return tf.nn.bias_add(y, tf.cast(self.b, y.dtype))
+
   def _initialize(self, x):
-    direction = tf.nn.l2_normalize(self.v, axis=[0, 1, 2])
-    y = tf.nn.conv2d(x, direction, self.strides, "VALID")
+    y = tf.nn.conv2d(x, self.direction(), self.strides, "VALID")
     return _initialize_gain_and_bias(self, y)
 
 
@@ -269,6 +371,33 @@ class ShiftedConv2DTranspose(tf.Module):
       return _initialize_gain_and_bias(self, y)
     return tf.nn.bias_add(y, tf.cast(self.b, y.dtype))
 
+  def turned(self, x, output_size, init=False):
+    """This layer on an image turned by 180 degrees, as `WeightNormConv2D`.
+
+    x: [B, h, w, C_in], turned; returns [B, H, W, C_out], turned.
+    """
+    batch, height, width = tf.unstack(tf.shape(x)[:3])
+    kh, kw = self.kernel_size
+    # The smallest output of a "valid" transposed convolution: 2h + kh - 2
+    # rows, each cell writing rows 2k to 2k + kh - 1 of it, turned.
+    full_h, full_w = 2 * height + kh - 2, 2 * width + kw - 2
+    if init and self.weight_norm:
+      kernel = tf.nn.l2_normalize(self.v, axis=[0, 1, 3])
+    else:
+      kernel = self.kernel()
+    y = tf.nn.conv2d_transpose(
+        x, tf.cast(tf.reverse(kernel, [0, 1]), x.dtype),
+        tf.stack([batch, full_h, full_w, self.filters]), 2, "VALID")
+    # The rows and columns that `__call__` keeps, counted from the other
+    # end.
+    left = (kw - 1) // 2
+    out_h, out_w = output_size
+    y = tf.slice(y, [0, full_h - out_h, full_w - left - out_w, 0],
+                 [-1, out_h, out_w, -1])
+    if init and self.weight_norm:
+      return _initialize_gain_and_bias(self, y)
+    return tf.nn.bias_add(y, tf.cast(self.b, y.dtype))
+
 
 class NetworkInNetwork(tf.Module):
   """A 1x1 convolution: a dense layer on the channel axis, weight-normalised.
@@ -293,13 +422,25 @@ class NetworkInNetwork(tf.Module):
     return self.g * tf.nn.l2_normalize(self.v, axis=0)
 
   def __call__(self, x, init=False, kernel=None):
-    """[..., C_in] -> [..., C_out]; `kernel` as in `WeightNormConv2D`."""
+    """[..., C_in] -> [..., C_out]; `kernel` as in `WeightNormConv2D`.
+
+    x may also be a list of tensors whose channels add up to C_in: the
+    layer then acts on their concatenation on the channel axis, without
+    making it.
+    """
+    parts = list(x) if isinstance(x, (list, tuple)) else [x]
     if init and self.weight_norm:
-      y = tf.tensordot(x, tf.nn.l2_normalize(self.v, axis=0), 1)
-      return _initialize_gain_and_bias(self, y)
-    if kernel is None:
+      kernel = tf.nn.l2_normalize(self.v, axis=0)
+    elif kernel is None:
       kernel = self.kernel()
-    y = tf.tensordot(x, tf.cast(kernel, x.dtype), 1)
+    kernel = tf.cast(kernel, parts[0].dtype)
+    rows = [kernel]
+    if len(parts) > 1:
+      rows = tf.split(kernel, [_size(part, -1) for part in parts])
+    y = tf.add_n([tf.tensordot(part, part_rows, 1)
+                  for part, part_rows in zip(parts, rows)])
+    if init and self.weight_norm:
+      return _initialize_gain_and_bias(self, y)
     return y + tf.cast(self.b, y.dtype)
 
 
@@ -373,7 +514,3 @@ class MaskedConv2D(WeightNormConv2D):
     if not self.weight_norm:
       return self.v * self.mask
     return self.g * self.direction()
-
-  def _initialize(self, x):
-    y = tf.nn.conv2d(x, self.direction(), self.strides, "VALID")
-    return _initialize_gain_and_bias(self, y)

@@ -4,15 +4,16 @@ A network's `forward(images, labels, ops)` is written once and run in
 three ways, chosen by the `ops` object that carries out each layer:
 
   * `FullPass`: the whole image at once, for training, evaluation and the
-    reference sampler.
+    reference sampler. It works on the image turned by 180 degrees, where
+    each convolution pads internally (see `layers`).
   * `sampling.RowPass`: one row at a time, with the rows above taken from
     caches, for the fast sampler.
   * `sampling.PixelPass`: one position at a time, with the rows above and
     the columns to the left taken from caches, for the fast sampler.
 
 Every layer call goes through `ops` (`conv`, `deconv`, `nin`,
-`down_shift`, `right_shift`, `dropout`); element-wise code is shared by
-all passes. For the cached passes each layer carries two facts about
+`down_shift`, `right_shift`, `dropout`), and so do the network's input
+and output (`turn`); element-wise code is shared by all passes. For the cached passes each layer carries two facts about
 where it sits: `level`, the resolution stage of its input (0 is full
 size), and `above_only`, true when its output at row i depends only on
 image rows above i (the vertical stream), so that it need not be
@@ -26,7 +27,11 @@ from pixelcnnpp.likelihoods import scale_images
 
 
 class FullPass:
-  """Runs layers on whole images.
+  """Runs layers on whole images, turned by 180 degrees.
+
+  `turn` turns the image on the way in and the parameters on the way out;
+  in between every tensor is turned, and each layer runs its `turned`
+  form, which gives the same values with less copying.
 
   Args:
     training: apply dropout.
@@ -43,22 +48,25 @@ class FullPass:
     self.dropout_seed = dropout_seed
     self._num_dropouts = 0
 
+  def turn(self, x):
+    return layers.turn(x)
+
   def conv(self, layer, x):
-    return layer(x, init=self.init)
+    return layer.turned(x, init=self.init)
 
   def deconv(self, layer, x, output_size):
-    return layer(x, output_size, init=self.init)
+    return layer.turned(x, output_size, init=self.init)
 
   def nin(self, layer, x):
     return layer(x, init=self.init)
 
   def down_shift(self, x, level):
     del level  # Only the row-by-row passes need it.
-    return layers.down_shift(x)
+    return layers.down_shift(x, turned=True)
 
   def right_shift(self, x, level):
     del level
-    return layers.right_shift(x)
+    return layers.right_shift(x, turned=True)
 
   def dropout(self, x, rate):
     if not self.training or rate == 0:
@@ -78,10 +86,17 @@ class GatedResnet(tf.Module):
   block keeps whichever causal property its stream has, provided `aux`
   has it too.
 
+  `aux` may be a list of tensors, each passed through concat_elu on its
+  own: the same as concat_elu of their concatenation, with the 1x1
+  weights in another order, but each part's concat_elu is the one that
+  the next block of its stream computes too, which the graph computes
+  once.
+
   Args:
     num_filters: channels of x and of the output.
     conv_class: `layers.DownShiftedConv2D` or `DownRightShiftedConv2D`.
-    aux_channels: channels of the auxiliary input, 0 for none.
+    aux_channels: channels of the auxiliary input (all its parts), 0 for
+      none.
     num_classes: label classes for the class-conditional bias, 0 for none.
     dropout_p: dropout rate inside the block.
     level: resolution stage (0 is full size), for the row-by-row pass.
@@ -113,9 +128,12 @@ class GatedResnet(tf.Module):
                            dtype=dtype), name="class_bias")
 
   def __call__(self, x, aux, labels, ops):
-    """x [B, H, W, F], aux [B, H, W, A] or None, labels [B, N] or None."""
+    """x [B, H, W, F], aux [B, H, W, A] (or a list) or None, labels [B, N]
+    or None."""
     c1 = ops.conv(self.conv1, layers.concat_elu(x))
-    if aux is not None:
+    if isinstance(aux, (list, tuple)):
+      c1 += ops.nin(self.aux, [layers.concat_elu(part) for part in aux])
+    elif aux is not None:
       c1 += ops.nin(self.aux, layers.concat_elu(aux))
     c1 = ops.dropout(layers.concat_elu(c1), self.dropout_p)
     c2 = ops.conv(self.conv2, c1)
@@ -275,7 +293,7 @@ class PixelCNNPlusPlusNetwork(tf.Module):
     Returns:
       [B, H', W, num_params] in the network's dtype.
     """
-    x = scale_images(images, self.dtype)
+    x = scale_images(ops.turn(images), self.dtype)
     x = tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)
 
     u = ops.down_shift(ops.conv(self.u_input, x), 0)
@@ -300,13 +318,13 @@ class PixelCNNPlusPlusNetwork(tf.Module):
       for u_block, ul_block in zip(self.u_down_blocks[stage],
                                    self.ul_down_blocks[stage]):
         u = u_block(u, u_list.pop(), labels, ops)
-        ul = ul_block(ul, tf.concat([u, ul_list.pop()], -1), labels, ops)
+        ul = ul_block(ul, [u, ul_list.pop()], labels, ops)
       if level > 0:
         size = self.sizes[level - 1]
         u = ops.deconv(self.u_upsample[stage], u, size)
         ul = ops.deconv(self.ul_upsample[stage], ul, size)
 
-    return ops.nin(self.output_layer, tf.nn.elu(ul))
+    return ops.turn(ops.nin(self.output_layer, tf.nn.elu(ul)))
 
 
 def gated_activation(x):
@@ -471,11 +489,12 @@ class PixelCNNNetwork(_StackedNetwork):
     Returns:
       [B, H', W, num_params] in the network's dtype.
     """
-    x = ops.conv(self.input_layer, scale_images(images, self.dtype))
+    x = ops.conv(self.input_layer,
+                 scale_images(ops.turn(images), self.dtype))
     for block in self.blocks:
       x = block(x, labels, ops)
     x = ops.nin(self.output_hidden, tf.nn.relu(x))
-    return ops.nin(self.output_layer, tf.nn.relu(x))
+    return ops.turn(ops.nin(self.output_layer, tf.nn.relu(x)))
 
 
 class GatedPixelCNNLayer(tf.Module):
@@ -633,7 +652,7 @@ class GatedPixelCNNNetwork(_StackedNetwork):
     Returns:
       [B, H', W, num_params] in the network's dtype.
     """
-    x = scale_images(images, self.dtype)
+    x = scale_images(ops.turn(images), self.dtype)
 
     v_pre = ops.down_shift(ops.conv(self.v_input, x), 0)
     h_pre = (ops.right_shift(ops.conv(self.h_input, x), 0)
@@ -648,4 +667,4 @@ class GatedPixelCNNNetwork(_StackedNetwork):
       v, h = layer(v, h, labels, ops)
 
     out = ops.nin(self.output_hidden, tf.nn.relu(h))
-    return ops.nin(self.output_layer, tf.nn.relu(out))
+    return ops.turn(ops.nin(self.output_layer, tf.nn.relu(out)))

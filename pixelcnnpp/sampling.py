@@ -135,6 +135,9 @@ class RowPass:
     half = self._level_row(layer.level - 1) % 2
     return self._output(tf.gather(pair, [half], axis=1))
 
+  def turn(self, x):
+    return x  # Row by row, nothing is turned.
+
   def nin(self, layer, x):
     return self._output(layer(x, kernel=self.kernels.get(id(layer))))
 
@@ -338,6 +341,9 @@ class PixelPass:
     if self.buffers is None:
       self.zero_buffers.append(tf.zeros_like(pair[:, :, 1:]))
     return pair[:, :, :1]
+
+  def turn(self, x):
+    return x  # Row by row, nothing is turned.
 
   def nin(self, layer, x):
     call = self._next_call()
