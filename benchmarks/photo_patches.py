@@ -10,11 +10,11 @@ one. The photographs are the colour ones inside the scikit-image wheel
 (`skimage.data`), so nothing is fetched: astronaut (Eileen Collins,
 512x512 pixels), chelsea (a cat, 451x300), coffee (a cup of coffee,
 600x400), rocket (a launch, 640x427) and motorcycle (the left view of a
-stereo pair, 741x500). Each photograph is shrunk to every scale of --scales (1 is as
-shipped), and each scale is cut into --patch_size squares, --stride
-pixels apart, centred on the picture. The PNGs go to one subfolder per
-photograph under --out, so that the photograph is the class label for
---conditional.
+stereo pair, 741x500). Each photograph is shrunk to every scale of
+--scales (1 is as shipped), and each scale is cut into --patch_size
+squares, --stride pixels apart, centred on the picture. The PNGs go to
+one subfolder per photograph under --out, so that the photograph is the
+class label for --conditional.
 
 Note: the test split that training holds out of this folder is drawn from
 patches of the same five photographs, neighbours of training patches and

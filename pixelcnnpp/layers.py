@@ -109,6 +109,16 @@ def _pad_or_crop(x, padding):
   return x
 
 
+def check_dropout_rate(rate, name="rate"):
+  """Raises ValueError unless `dropout` can drop at `rate`.
+
+  The rate must lie in [0, 1) and not round to 1 in steps of 1/256.
+  """
+  if not 0.0 <= rate < 1.0 or round(rate * 256) >= 256:
+    raise ValueError(f"{name} must be in [0, 1) and at most 0.998 (dropout "
+                     f"works in steps of 1/256), not {rate}")
+
+
 def dropout(x, rate, seed):
   """Stateless dropout; the mask depends only on `seed` and x's shape.
 
@@ -126,6 +136,7 @@ def dropout(x, rate, seed):
     rate: drop probability in [0, 1).
     seed: int32 [2].
   """
+  check_dropout_rate(rate)
   threshold = round(rate * 256)
   if threshold == 0:
     return x
@@ -419,15 +430,24 @@ class NetworkInNetwork(tf.Module):
 
   Maps [..., C_in] to [..., C_out] at every position independently, so it
   never mixes positions and cannot break causality.
+
+  Args:
+    in_channels: C_in.
+    units: C_out.
+    weight_norm, init_scale, dtype, name: as for `WeightNormConv2D`.
+    part_rows: for calls on a list of tensors, the rows of the weight
+      matrix that each part meets, one list of row indices per part; None
+      gives the parts consecutive rows, as if they were concatenated.
   """
 
   def __init__(self, in_channels, units, weight_norm=True, init_scale=1.0,
-               dtype=tf.float32, name=None):
+               dtype=tf.float32, name=None, part_rows=None):
     super().__init__(name=name)
     self.in_channels = in_channels
     self.units = units
     self.weight_norm = weight_norm
     self.init_scale = init_scale
+    self.part_rows = part_rows
     _create_variables(self, [in_channels, units], units, dtype)
 
   def kernel(self):
@@ -440,8 +460,8 @@ class NetworkInNetwork(tf.Module):
     """[..., C_in] -> [..., C_out]; `kernel` as in `WeightNormConv2D`.
 
     x may also be a list of tensors whose channels add up to C_in: the
-    layer then acts on their concatenation on the channel axis, without
-    making it.
+    layer then acts on their concatenation on the channel axis (or on the
+    rows `part_rows` gives them), without making it.
     """
     parts = list(x) if isinstance(x, (list, tuple)) else [x]
     if init and self.weight_norm:
@@ -450,7 +470,9 @@ class NetworkInNetwork(tf.Module):
       kernel = self.kernel()
     kernel = tf.cast(kernel, parts[0].dtype)
     rows = [kernel]
-    if len(parts) > 1:
+    if len(parts) > 1 and self.part_rows is not None:
+      rows = [tf.gather(kernel, indices) for indices in self.part_rows]
+    elif len(parts) > 1:
       rows = tf.split(kernel, [_size(part, -1) for part in parts])
     y = tf.add_n([tf.tensordot(part, part_rows, 1)
                   for part, part_rows in zip(parts, rows)])

@@ -13,11 +13,12 @@ three ways, chosen by the `ops` object that carries out each layer:
 
 Every layer call goes through `ops` (`conv`, `deconv`, `nin`,
 `down_shift`, `right_shift`, `dropout`), and so do the network's input
-and output (`turn`); element-wise code is shared by all passes. For the cached passes each layer carries two facts about
-where it sits: `level`, the resolution stage of its input (0 is full
-size), and `above_only`, true when its output at row i depends only on
-image rows above i (the vertical stream), so that it need not be
-recomputed while the pixels of row i are drawn.
+and output (`turn`); element-wise code is shared by all passes. For the
+cached passes each layer carries two facts about where it sits: `level`,
+the resolution stage of its input (0 is full size), and `above_only`, true
+when its output at row i depends only on image rows above i (the vertical
+stream), so that it need not be recomputed while the pixels of row i are
+drawn.
 """
 
 import tensorflow as tf
@@ -86,17 +87,19 @@ class GatedResnet(tf.Module):
   block keeps whichever causal property its stream has, provided `aux`
   has it too.
 
-  `aux` may be a list of tensors, each passed through concat_elu on its
-  own: the same as concat_elu of their concatenation, with the 1x1
-  weights in another order, but each part's concat_elu is the one that
-  the next block of its stream computes too, which the graph computes
-  once.
+  `aux` may be a list of `aux_parts` tensors of equal width, each passed
+  through concat_elu on its own. The 1x1 weights keep the order of
+  concat_elu of the concatenation ([p1, p2, -p1, -p2], as in the paper's
+  code), so the block is the same function either way; but each part's
+  concat_elu is one that the next block of its stream computes too, and
+  the graph computes it once.
 
   Args:
     num_filters: channels of x and of the output.
     conv_class: `layers.DownShiftedConv2D` or `DownRightShiftedConv2D`.
     aux_channels: channels of the auxiliary input (all its parts), 0 for
       none.
+    aux_parts: the number of equal parts the auxiliary input may come in.
     num_classes: label classes for the class-conditional bias, 0 for none.
     dropout_p: dropout rate inside the block.
     level: resolution stage (0 is full size), for the row-by-row pass.
@@ -107,7 +110,7 @@ class GatedResnet(tf.Module):
   def __init__(self, num_filters, conv_class, aux_channels=0, num_classes=0,
                dropout_p=0.0, level=0, above_only=False,
                aux_above_only=False, weight_norm=True, dtype=tf.float32,
-               name=None):
+               name=None, aux_parts=1):
     super().__init__(name=name)
     kwargs = dict(weight_norm=weight_norm, dtype=dtype)
     self.dropout_p = dropout_p
@@ -115,8 +118,15 @@ class GatedResnet(tf.Module):
                        level, above_only)
     self.aux = None
     if aux_channels:
+      width = aux_channels // aux_parts
+      part_rows = [
+          list(range(i * width, (i + 1) * width))
+          + list(range(aux_channels + i * width,
+                       aux_channels + (i + 1) * width))
+          for i in range(aux_parts)]
       self.aux = place(layers.NetworkInNetwork(2 * aux_channels,
-                                               num_filters, **kwargs),
+                                               num_filters, **kwargs,
+                                               part_rows=part_rows),
                        level, aux_above_only)
     self.conv2 = place(conv_class(2 * num_filters, 2 * num_filters,
                                   init_scale=0.1, **kwargs),
@@ -215,8 +225,7 @@ class PixelCNNPlusPlusNetwork(tf.Module):
     if num_hierarchies < 1 or num_resnet < 1 or num_filters < 1:
       raise ValueError("num_hierarchies, num_resnet and num_filters must "
                        "each be at least 1")
-    if not 0.0 <= dropout_p < 1.0:
-      raise ValueError(f"dropout_p must be in [0, 1), not {dropout_p}")
+    layers.check_dropout_rate(dropout_p, "dropout_p")
     self.image_shape = tuple(image_shape)
     self.num_params = num_params
     self.num_filters = num_filters
@@ -233,10 +242,10 @@ class PixelCNNPlusPlusNetwork(tf.Module):
     down_right = layers.DownRightShiftedConv2D
 
     def block(conv_class, aux_channels, level, above_only,
-              aux_above_only=False):
+              aux_above_only=False, aux_parts=1):
       return GatedResnet(nf, conv_class, aux_channels, num_classes,
                          dropout_p, level, above_only, aux_above_only,
-                         **kwargs)
+                         aux_parts=aux_parts, **kwargs)
 
     # The first layers see the current row; only the down-shift after
     # them makes the vertical stream depend on the rows above alone.
@@ -269,7 +278,7 @@ class PixelCNNPlusPlusNetwork(tf.Module):
       self.u_down_blocks.append(
           [block(down, nf, level, True) for _ in range(num_resnet + extra)])
       self.ul_down_blocks.append(
-          [block(down_right, 2 * nf, level, False)
+          [block(down_right, 2 * nf, level, False, aux_parts=2)
            for _ in range(num_resnet + extra)])
       if level > 0:
         self.u_upsample.append(place(
@@ -357,8 +366,7 @@ class _StackedNetwork(tf.Module):
                        "least 0")
     _check_kernel_size("first_kernel_size", first_kernel_size, 3)
     _check_kernel_size("kernel_size", kernel_size, 1)
-    if not 0.0 <= dropout_p < 1.0:
-      raise ValueError(f"dropout_p must be in [0, 1), not {dropout_p}")
+    layers.check_dropout_rate(dropout_p, "dropout_p")
     self.image_shape = tuple(image_shape)
     self.num_params = num_params
     self.num_filters = num_filters

@@ -236,6 +236,7 @@ def test_float32_agrees_with_float64_on_same_weights(build_model):
 @pytest.mark.parametrize("kwargs,message", [
     (dict(image_shape=(0, 5, 1)), "image_shape must be positive"),
     (dict(dropout_p=1.0), r"dropout_p must be in \[0, 1\)"),
+    (dict(dropout_p=0.999), r"dropout_p must be .* at most 0.998"),
     (dict(num_hierarchies=0), "at least 1"),
     (dict(num_resnet=0), "at least 1"),
     (dict(likelihood="gaussian"), "unknown likelihood 'gaussian'"),
