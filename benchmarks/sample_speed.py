@@ -74,6 +74,8 @@ import tensorflow_probability as tfp  # pylint: disable=g-import-not-at-top
 
 import pixelcnnpp  # pylint: disable=g-import-not-at-top
 
+import matched_config  # pylint: disable=g-import-not-at-top
+
 SAMPLERS = ("reference", "fast", "tfp")
 
 flags.DEFINE_list("batch_sizes", ["1", "16", "64"], "Images per sampling "
@@ -96,14 +98,9 @@ flags.DEFINE_multi_enum("samplers", list(SAMPLERS), SAMPLERS, "Samplers "
                         "to time; the ratios need the fast one.")
 flags.DEFINE_list("image_shape", ["28", "28", "1"], "Height, width and "
                   "channels of the images.")
-flags.DEFINE_integer("num_filters", 32, "Channels of every hidden layer, "
-                     "for both models.")
-flags.DEFINE_integer("num_resnet", 1, "Gated residual blocks per stage, "
-                     "for both models.")
-flags.DEFINE_integer("num_hierarchies", 2, "Resolution stages, for both "
-                     "models.")
-flags.DEFINE_integer("num_logistic_mix", 5, "Logistic mixture components "
-                     "per sub-pixel, for both models.")
+matched_config.define_network_flags()
+# Listed by --help with this script's own flags.
+flags.adopt_module_key_flags(matched_config)
 flags.DEFINE_float("dropout_p", 0.5, "Dropout rate of both models (off "
                    "while sampling, in both).")
 flags.DEFINE_integer("seed", 0, "Seed of the weights, of the images for "

@@ -56,6 +56,8 @@ from absl import app
 from absl import flags
 import numpy as np
 
+import matched_config  # Beside this script, on sys.path when it runs.
+
 # Fewer of TensorFlow's C++ start-up messages, in the spawned processes
 # too, which inherit the environment. TensorFlow itself is imported only
 # inside the functions that the spawned processes run: the parent, which
@@ -84,14 +86,9 @@ flags.DEFINE_string("data_dir", "../shared/data/mnist", "Directory with "
                     "the MNIST IDX files, for --real_data. A relative path "
                     "is looked up from the current directory, then from "
                     "the repository root.")
-flags.DEFINE_integer("num_filters", 32, "Channels of every hidden layer, "
-                     "for both models.")
-flags.DEFINE_integer("num_resnet", 1, "Gated residual blocks per stage, "
-                     "for both models.")
-flags.DEFINE_integer("num_hierarchies", 2, "Resolution stages, for both "
-                     "models.")
-flags.DEFINE_integer("num_logistic_mix", 5, "Logistic mixture components "
-                     "per sub-pixel, for both models.")
+matched_config.define_network_flags()
+# Listed by --help with this script's own flags.
+flags.adopt_module_key_flags(matched_config)
 flags.DEFINE_float("dropout_p", 0.5, "Dropout rate inside the residual "
                    "blocks, for both models.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")

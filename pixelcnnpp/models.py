@@ -260,6 +260,20 @@ def _num_layers(num_layers, num_resnet, default):
   return default if num_resnet is None else num_resnet
 
 
+def _stacked_model(network_class, image_shape, likelihood, num_filters,
+                   num_layers, num_logistic_mix, dropout_p, num_classes,
+                   channel_coupling, weight_norm, dtype, seed, num_resnet):
+  """A masked or gated PixelCNN of `network_class`, as its builder says."""
+  head = likelihoods.get_head(likelihood, image_shape[-1], num_logistic_mix,
+                              channel_coupling)
+  network = network_class(
+      image_shape, head.num_params, num_filters=num_filters,
+      num_layers=_num_layers(num_layers, num_resnet, 8),
+      dropout_p=dropout_p, num_classes=num_classes,
+      weight_norm=weight_norm, dtype=dtype)
+  return AutoregressiveModel(network, head, seed=seed)
+
+
 def PixelCNN(image_shape, likelihood="softmax", num_filters=32,
              num_layers=None, num_logistic_mix=5, dropout_p=0.0,
              num_classes=0, channel_coupling=False, weight_norm=True,
@@ -288,14 +302,10 @@ def PixelCNN(image_shape, likelihood="softmax", num_filters=32,
     An `AutoregressiveModel`.
   """
   del num_hierarchies  # One resolution stage.
-  head = likelihoods.get_head(likelihood, image_shape[-1], num_logistic_mix,
-                              channel_coupling)
-  network = networks.PixelCNNNetwork(
-      image_shape, head.num_params, num_filters=num_filters,
-      num_layers=_num_layers(num_layers, num_resnet, 8),
-      dropout_p=dropout_p, num_classes=num_classes,
-      weight_norm=weight_norm, dtype=dtype)
-  return AutoregressiveModel(network, head, seed=seed)
+  return _stacked_model(networks.PixelCNNNetwork, image_shape, likelihood,
+                        num_filters, num_layers, num_logistic_mix,
+                        dropout_p, num_classes, channel_coupling,
+                        weight_norm, dtype, seed, num_resnet)
 
 
 def GatedPixelCNN(image_shape, likelihood="softmax", num_filters=32,
@@ -327,14 +337,10 @@ def GatedPixelCNN(image_shape, likelihood="softmax", num_filters=32,
     An `AutoregressiveModel`.
   """
   del num_hierarchies  # One resolution stage.
-  head = likelihoods.get_head(likelihood, image_shape[-1], num_logistic_mix,
-                              channel_coupling)
-  network = networks.GatedPixelCNNNetwork(
-      image_shape, head.num_params, num_filters=num_filters,
-      num_layers=_num_layers(num_layers, num_resnet, 8),
-      dropout_p=dropout_p, num_classes=num_classes,
-      weight_norm=weight_norm, dtype=dtype)
-  return AutoregressiveModel(network, head, seed=seed)
+  return _stacked_model(networks.GatedPixelCNNNetwork, image_shape, likelihood,
+                        num_filters, num_layers, num_logistic_mix,
+                        dropout_p, num_classes, channel_coupling,
+                        weight_norm, dtype, seed, num_resnet)
 
 
 MODELS = ("pixelcnnpp", "pixelcnn", "gated")

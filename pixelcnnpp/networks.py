@@ -131,11 +131,8 @@ class GatedResnet(tf.Module):
     self.conv2 = place(conv_class(2 * num_filters, 2 * num_filters,
                                   init_scale=0.1, **kwargs),
                        level, above_only)
-    self.class_bias = None
-    if num_classes:
-      self.class_bias = tf.Variable(
-          tf.random.normal([num_classes, 2 * num_filters], stddev=0.05,
-                           dtype=dtype), name="class_bias")
+    self.class_bias = _class_bias_variable(num_classes, 2 * num_filters,
+                                           dtype, "class_bias")
 
   def __call__(self, x, aux, labels, ops):
     """x [B, H, W, F], aux [B, H, W, A] (or a list) or None, labels [B, N]
@@ -151,6 +148,14 @@ class GatedResnet(tf.Module):
       c2 += _class_bias(labels, self.class_bias, c2)
     a, b = tf.split(c2, 2, axis=-1)
     return x + a * tf.sigmoid(b)
+
+
+def _class_bias_variable(num_classes, width, dtype, name):
+  """A learned bias per class, [num_classes, width]; None for no classes."""
+  if not num_classes:
+    return None
+  return tf.Variable(tf.random.normal([num_classes, width], stddev=0.05,
+                                      dtype=dtype), name=name)
 
 
 def _class_bias(labels, class_bias, x):
@@ -407,11 +412,8 @@ class PixelCNNResidualBlock(tf.Module):
     # identity after data-dependent initialisation.
     self.up = place(layers.NetworkInNetwork(nf, 2 * nf, init_scale=0.1,
                                             **kwargs), 0)
-    self.class_bias = None
-    if num_classes:
-      self.class_bias = tf.Variable(
-          tf.random.normal([num_classes, nf], stddev=0.05, dtype=dtype),
-          name="class_bias")
+    self.class_bias = _class_bias_variable(num_classes, nf, dtype,
+                                           "class_bias")
 
   def __call__(self, x, labels, ops):
     """x [B, H, W, 2h], labels [B, N] one-hot or None -> [B, H, W, 2h]."""
@@ -545,14 +547,10 @@ class GatedPixelCNNLayer(tf.Module):
         nf, 2 * nf, (1, k // 2 + 1), **kwargs), 0)
     self.h_out = place(layers.NetworkInNetwork(nf, nf, init_scale=0.1,
                                                **kwargs), 0)
-    self.v_class_bias = self.h_class_bias = None
-    if num_classes:
-      self.v_class_bias = tf.Variable(
-          tf.random.normal([num_classes, 2 * nf], stddev=0.05, dtype=dtype),
-          name="v_class_bias")
-      self.h_class_bias = tf.Variable(
-          tf.random.normal([num_classes, 2 * nf], stddev=0.05, dtype=dtype),
-          name="h_class_bias")
+    self.v_class_bias = _class_bias_variable(num_classes, 2 * nf, dtype,
+                                             "v_class_bias")
+    self.h_class_bias = _class_bias_variable(num_classes, 2 * nf, dtype,
+                                             "h_class_bias")
 
   def __call__(self, v, h, labels, ops):
     """v, h [B, H, W, p], labels [B, N] or None -> new (v, h)."""
@@ -631,14 +629,10 @@ class GatedPixelCNNNetwork(_StackedNetwork):
         layers.NetworkInNetwork(2 * nf, 2 * nf, **kwargs), 0,
         above_only=True)
     self.h_input_out = place(layers.NetworkInNetwork(nf, nf, **kwargs), 0)
-    self.v_class_bias = self.h_class_bias = None
-    if num_classes:
-      self.v_class_bias = tf.Variable(
-          tf.random.normal([num_classes, 2 * nf], stddev=0.05, dtype=dtype),
-          name="v_class_bias")
-      self.h_class_bias = tf.Variable(
-          tf.random.normal([num_classes, 2 * nf], stddev=0.05, dtype=dtype),
-          name="h_class_bias")
+    self.v_class_bias = _class_bias_variable(num_classes, 2 * nf, dtype,
+                                             "v_class_bias")
+    self.h_class_bias = _class_bias_variable(num_classes, 2 * nf, dtype,
+                                             "h_class_bias")
     self.gated_layers = [
         GatedPixelCNNLayer(nf, kernel_size, num_classes, dropout_p,
                            **kwargs)
