@@ -93,8 +93,10 @@ def test_same_weights_in_16_bits(mnist, likelihood):
 
 def test_bfloat16_training_follows_float32(mnist):
   """Five steps from the same start on the same batches: the losses of
-  mixed_bfloat16 stay within 0.01 bits/dim of float32's; every variable,
-  and the averaged model's computation, stays float32."""
+  mixed_bfloat16 stay within 0.02 bits/dim of float32's at every step and
+  0.01 on average (bfloat16 keeps 8 significant bits, so a loss near 3
+  bits/dim is already uncertain by about 0.01); every variable, and the
+  averaged model's computation, stays float32."""
   train, _ = mnist
   config = dict(SMALL, image_shape=[28, 28, 1], num_classes=0)
   losses = {}
@@ -112,7 +114,9 @@ def test_bfloat16_training_follows_float32(mnist):
     assert trainer.ema_model.network.dtype == tf.float32
   assert trainer.model.network.dtype == tf.bfloat16
   np.testing.assert_allclose(losses["mixed_bfloat16"], losses["float32"],
-                             rtol=0, atol=0.01)
+                             rtol=0, atol=0.02)
+  differences = np.subtract(losses["mixed_bfloat16"], losses["float32"])
+  assert np.abs(differences).mean() < 0.01
   assert losses["mixed_bfloat16"] != losses["float32"]
 
 

@@ -661,9 +661,9 @@ def test_progress_reports_every_row(samples, method):
   images are those drawn without it."""
   model = samples.model("7x9-3stages-mixture")
   reported = []
-  with_progress = model.sample(2, seed=3, method=method,
+  with_progress = model.sample(NUM, seed=3, method=method,
                                progress=reported.append)
   assert reported == list(range(1, model.image_shape[0] + 1))
-  without = model.sample(2, seed=3, method=method)
+  without = model.sample(NUM, seed=3, method=method)
   np.testing.assert_array_equal(np.asarray(with_progress),
                                 np.asarray(without))
