@@ -37,6 +37,12 @@ NUM_VALUES = 256
 # negligible.
 MIN_LOG_SCALE = -7.0
 MAX_LOG_SCALE = 7.0
+# Means are clipped to +-MAX_MEAN (in the [-1, 1] space of the data): a
+# mean further out in float32 leaves two neighbouring bin edges at the
+# same distance from it after rounding, so a bin's probability would be
+# exactly 0 and its gradient NaN. At this bound the edges are still 1/128
+# of a level apart in float32.
+MAX_MEAN = 1000.0
 
 
 def bits_per_dim(log_prob, num_dims):
@@ -117,7 +123,7 @@ class MixtureHead:
 
     Returns:
       logits, [..., C, K] uncoupled or [..., K] coupled; means and
-      log-scales [..., C, K], the log-scales clipped; coefficients
+      log-scales [..., C, K], both clipped; coefficients
       [..., C (C - 1) / 2, K] in (-1, 1), or None without coupling.
     """
     c, k = self.num_channels, self.num_logistic_mix
@@ -129,6 +135,7 @@ class MixtureHead:
     means, log_scales = tf.unstack(
         tf.reshape(params[..., num_logits:num_logits + 2 * c * k],
                    tf.concat([shape, [2, c, k]], 0)), axis=-3)
+    means = tf.clip_by_value(means, -MAX_MEAN, MAX_MEAN)
     log_scales = tf.clip_by_value(log_scales, MIN_LOG_SCALE, MAX_LOG_SCALE)
     coeffs = None
     if self.channel_coupling:

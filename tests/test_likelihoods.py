@@ -25,7 +25,9 @@ def make_head(name, channels=3, num_mix=4, channel_coupling=False):
 def extreme_mixture_params(head, num, seed=0):
   """[num, P] mixture parameters, many of them extreme.
 
-  Logits up to +-30, means from -50 to 50 (far outside [-1, 1]) and
+  Logits up to +-30, means from -1e30 to 1e30 (far outside [-1, 1]; from
+  about 1.5e5 out, two neighbouring bin edges round to the same distance
+  from an unclipped float32 mean) and
   log-scales from -20 (clipped to -7) through -7 and 0 to +7, mixed with
   ordinary values; coupling parameters up to +-20 (tanh near +-1).
   """
@@ -35,7 +37,8 @@ def extreme_mixture_params(head, num, seed=0):
   # Coupled channels share one set of mixture logits.
   logits = rng.choice([-30.0, -3.0, 0.0, 1.0, 30.0],
                       (num, num_mix) if head.channel_coupling else size)
-  means = rng.choice([-50.0, -3.0, -1.0, -0.2, 0.0, 0.5, 1.0, 3.0, 50.0],
+  means = rng.choice([-1e30, -2e5, -50.0, -3.0, -1.0, -0.2, 0.0, 0.5, 1.0,
+                      3.0, 50.0, 2e5, 1e30],
                      size) + rng.uniform(-0.01, 0.01, size)
   log_scales = rng.choice([-20.0, -7.0, -6.5, -3.0, 0.0, 2.0, 7.0], size)
   params = [logits.reshape(num, -1), means.reshape(num, -1),
