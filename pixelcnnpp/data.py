@@ -18,6 +18,7 @@ import gzip
 import numbers
 import os
 import pathlib
+import socket
 
 from absl import logging
 import numpy as np
@@ -54,6 +55,10 @@ _IDX_NAMES = {
 }
 
 _MAX_SHUFFLE_BUFFER = 60000
+# Where a TFDS download is expected to be able to connect before one is
+# tried: offline, TFDS itself retries for minutes before it gives up.
+_DOWNLOAD_PROBE = ("storage.googleapis.com", 443)
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 
 # PIL modes whose pixels carry a single grey level.
 _GRAY_MODES = frozenset(
@@ -696,6 +701,11 @@ def _from_tfds(name, data_dir, grayscale, image_size, test_fraction, seed,
         (f"a TFDS download of '{name}'", {}),
     )
     for description, options in attempts:
+        if options.get("download", True):
+            problem = _network_problem()
+            if problem:
+                tried.append(f"{description} (not tried: {problem})")
+                break
         try:
             splits, info = tfds.load(name, split=None, data_dir=data_dir,
                                      with_info=True, **options)
@@ -803,6 +813,22 @@ def _carve_test(train, num_train, test_fraction, seed):
 
     return (part(False, num_train - num_test), part(True, num_test),
             num_train - num_test, num_test)
+
+
+def _network_problem():
+    """Why a download cannot work here, or None if it may.
+
+    Behind a proxy (set in the environment) the proxy decides, so no
+    connection is tried.
+    """
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    try:
+        socket.create_connection(_DOWNLOAD_PROBE, timeout=5).close()
+    except OSError as error:
+        host, port = _DOWNLOAD_PROBE
+        return f"no network: cannot connect to {host}:{port}, {error}"
+    return None
 
 
 def _one_line(error):

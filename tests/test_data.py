@@ -2,6 +2,7 @@
 
 import gzip
 import pathlib
+import socket
 import types
 
 import numpy as np
@@ -97,7 +98,9 @@ def mnist():
 
 @pytest.fixture
 def no_tfds(monkeypatch):
-    """Makes every tfds.load fail at once, as offline, and records calls."""
+    """Makes every tfds.load fail at once, as if the network failed after
+    the check that it is there, and records the calls."""
+    monkeypatch.setattr(data, "_network_problem", lambda: None)
     calls = []
 
     def fail(name, **kwargs):
@@ -324,6 +327,41 @@ def test_nothing_found_names_every_place_tried(tmp_path, monkeypatch,
     # The prepared directory first, without download; then a download.
     assert [call.get("download", True) for call in no_tfds] == [False, True]
     assert all(call["data_dir"] == missing for call in no_tfds)
+
+
+def test_no_download_is_tried_offline(tmp_path, monkeypatch):
+    """Without a connection, only the prepared TFDS directory is looked
+    at, and the message says why no download was tried."""
+    def refuse(address, timeout):
+        assert address == data._DOWNLOAD_PROBE and timeout <= 10
+        raise OSError("Name or service not known")
+
+    for name in data._PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    calls = []
+
+    def fail(name, **kwargs):
+        calls.append(kwargs)
+        raise RuntimeError(f"{name} is not prepared")
+
+    monkeypatch.setattr(tfds, "load", fail)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(data.DataSourceError) as error:
+        data.load("cifar10", data_dir=tmp_path / "tfds")
+    assert [call.get("download", True) for call in calls] == [False]
+    message = str(error.value)
+    assert ("a TFDS download of 'cifar10' (not tried: no network: cannot "
+            "connect to storage.googleapis.com:443, Name or service not "
+            "known)") in message
+    assert "prepare it once where TFDS can download" in message
+
+    # Behind a proxy the download is left to TFDS.
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    calls.clear()
+    with pytest.raises(data.DataSourceError):
+        data.load("cifar10", data_dir=tmp_path / "tfds")
+    assert [call.get("download", True) for call in calls] == [False, True]
 
 
 def test_tfds_source_carves_test_split_and_converts(monkeypatch, caplog):
