@@ -106,6 +106,9 @@ class MixtureHead:
 
   def __init__(self, num_channels, num_logistic_mix=5,
                channel_coupling=False):
+    if num_logistic_mix < 1:
+      raise ValueError(f"num_logistic_mix must be at least 1, not "
+                       f"{num_logistic_mix}")
     self.num_channels = num_channels
     self.num_logistic_mix = num_logistic_mix
     self.channel_coupling = channel_coupling and num_channels > 1

@@ -159,16 +159,11 @@ def main(argv):
                   "num_logistic_mix": FLAGS.num_logistic_mix,
                   "dropout_p": FLAGS.dropout_p,
                   "channel_coupling": FLAGS.channel_coupling}
-  train_config = training.TrainConfig(
-      batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
-      lr_decay=FLAGS.lr_decay, beta_1=FLAGS.beta_1, beta_2=FLAGS.beta_2,
-      polyak_decay=FLAGS.polyak_decay, num_steps=FLAGS.num_steps,
-      max_minutes=FLAGS.max_minutes,
-      init_batch_size=FLAGS.init_batch_size, eval_every=FLAGS.eval_every,
-      eval_images=FLAGS.eval_images,
-      checkpoint_every=FLAGS.checkpoint_every,
-      num_samples=FLAGS.num_samples, seed=FLAGS.seed,
-      precision=FLAGS.precision)
+  try:
+    train_config = _train_config()
+  except ValueError as e:
+    logging.error("--%s", e)
+    sys.exit(1)
   logging.info("Configuration: data %s, model %s, training %s, strategy "
                "%s", data_config, model_config, train_config,
                FLAGS.strategy)
@@ -181,6 +176,20 @@ def main(argv):
     logging.error("%s", e)
     sys.exit(1)
   logging.info("Finished: %s", result)
+
+
+def _train_config():
+  """The TrainConfig of the flags; ValueError names a bad one."""
+  return training.TrainConfig(
+      batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
+      lr_decay=FLAGS.lr_decay, beta_1=FLAGS.beta_1, beta_2=FLAGS.beta_2,
+      polyak_decay=FLAGS.polyak_decay, num_steps=FLAGS.num_steps,
+      max_minutes=FLAGS.max_minutes,
+      init_batch_size=FLAGS.init_batch_size, eval_every=FLAGS.eval_every,
+      eval_images=FLAGS.eval_images,
+      checkpoint_every=FLAGS.checkpoint_every,
+      num_samples=FLAGS.num_samples, seed=FLAGS.seed,
+      precision=FLAGS.precision)
 
 
 if __name__ == "__main__":

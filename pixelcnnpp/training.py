@@ -85,6 +85,25 @@ class TrainConfig:
   seed: int = 0
   precision: str = "float32"
 
+  def __post_init__(self):
+    at_least_one = ("batch_size", "num_steps", "init_batch_size",
+                    "eval_every", "checkpoint_every")
+    for name in at_least_one:
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be at least 1, not "
+                         f"{getattr(self, name)}")
+    for name in ("eval_images", "num_samples", "max_minutes"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"{name} must be 0 or more, not "
+                         f"{getattr(self, name)}")
+    if not self.learning_rate > 0:
+      raise ValueError(f"learning_rate must be positive, not "
+                       f"{self.learning_rate}")
+    for name in ("lr_decay", "beta_1", "beta_2", "polyak_decay"):
+      value = getattr(self, name)
+      if not 0 <= value <= 1:
+        raise ValueError(f"{name} must lie in [0, 1], not {value}")
+
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -450,8 +469,7 @@ def save_config(workdir, config, write=True):
   """
   path = os.path.join(workdir, "config.json")
   if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
+    saved = _read_json(path)
     fixed = ("model", "data")
     clashes = [f"{part}.{key}: saved {saved[part].get(key)!r}, now "
                f"{config[part].get(key)!r}"
@@ -487,8 +505,19 @@ def load_config(workdir):
     raise FileNotFoundError(
         f"{path} not found: --workdir must be the directory of a training "
         f"run (python -m pixelcnnpp.train --workdir=...)")
+  return _read_json(path)
+
+
+def _read_json(path):
+  """A run's config.json; ValueError, naming it, if it is not JSON."""
   with open(path) as f:
-    return json.load(f)
+    try:
+      return json.load(f)
+    except json.JSONDecodeError as error:
+      raise ValueError(
+          f"{path} is not valid JSON ({error}): it holds the run's "
+          f"configuration, as pixelcnnpp.train wrote it. Restore it from "
+          f"a backup, or use a new --workdir.") from None
 
 
 def _progress(total, initial):
@@ -552,16 +581,18 @@ def train(workdir, data_config, model_config, train_config,
   if conditional and not images.num_classes:
     raise TrainingError(f"--conditional needs labels, and {images.source} "
                         f"has none")
-  save_config(workdir, {"model": model_config,
-                        "data": dict(data_config, conditional=conditional),
-                        "train": dataclasses.asdict(train_config)},
-              write=chief)
   logging.info("Data: %s, %d training and %d test images of shape %s",
                images.source, images.num_train, images.num_test,
                images.image_shape)
 
   tf.random.set_seed(train_config.seed)
+  # Built before config.json is written, so that a model the settings
+  # cannot make leaves the work directory as it was.
   trainer = Trainer(model_config, train_config, strategy)
+  save_config(workdir, {"model": model_config,
+                        "data": dict(data_config, conditional=conditional),
+                        "train": dataclasses.asdict(train_config)},
+              write=chief)
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   saved = tf.train.get_checkpoint_state(checkpoint_dir)
   if saved and saved.all_model_checkpoint_paths:
@@ -641,10 +672,11 @@ def _train_loop(trainer, manager, images, workdir, conditional,
                                     batch[1] if conditional else None))
     previous_step, step = step, trainer.step
     if not math.isfinite(bits):
+      last = tf.train.latest_checkpoint(manager.directory)
+      kept = (f"the last good checkpoint, {last}, is kept" if last else
+              "no checkpoint had been written yet")
       raise TrainingError(
-          f"the loss became {bits} at step {previous_step + 1}; the "
-          f"last good checkpoint, "
-          f"{tf.train.latest_checkpoint(manager.directory)}, is kept. "
+          f"the loss became {bits} at step {previous_step + 1}; {kept}. "
           f"Lower --learning_rate and resume, or start a new --workdir.")
     train_seconds += time.time() - step_start
     if step == previous_step:

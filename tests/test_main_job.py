@@ -128,6 +128,12 @@ def test_missing_workdir_and_bad_flag_are_clear(tmp_path):
   assert bad.returncode != 0
   assert "likelihood" in bad.stderr and "mixture" in bad.stderr
   assert "Traceback" not in bad.stderr
+  workdir = tmp_path / "new"
+  zero = run("pixelcnnpp.train", f"--workdir={workdir}", "--batch_size=0")
+  assert zero.returncode == 1
+  assert "--batch_size must be at least 1, not 0" in zero.stderr
+  assert "Traceback" not in zero.stderr
+  assert not workdir.exists()
 
 
 def test_programs_share_one_restore_with_clear_errors(tmp_path, monkeypatch,

@@ -219,3 +219,38 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   assert "Stopped by signal 15" in log
   saved = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
   assert saved is not None and int(saved.rsplit("-", 1)[1]) >= 1
+
+
+@pytest.mark.parametrize("setting, message", [
+    (dict(batch_size=0), "batch_size must be at least 1, not 0"),
+    (dict(num_steps=-5), "num_steps must be at least 1, not -5"),
+    (dict(checkpoint_every=0), "checkpoint_every must be at least 1"),
+    (dict(eval_images=-1), "eval_images must be 0 or more, not -1"),
+    (dict(learning_rate=-1.0), "learning_rate must be positive, not -1.0"),
+    (dict(learning_rate=float("nan")), "learning_rate must be positive"),
+    (dict(polyak_decay=1.5), "polyak_decay must lie in [0, 1], not 1.5"),
+])
+def test_impossible_settings_are_refused_at_once(setting, message):
+  with pytest.raises(ValueError) as error:
+    config(**setting)
+  assert str(error.value).startswith(message)
+
+
+def test_a_model_that_cannot_be_built_leaves_the_workdir_alone(tmp_path):
+  """No config.json is written, so the directory takes other settings."""
+  workdir = tmp_path / "run"
+  with pytest.raises(ValueError, match="num_logistic_mix must be at least 1"):
+    training.train(str(workdir), DATA, dict(MODEL, num_logistic_mix=0),
+                   config())
+  assert not (workdir / "config.json").exists()
+
+
+def test_corrupt_config_is_named(tmp_path):
+  (tmp_path / "config.json").write_text('{"data": ')
+  with pytest.raises(ValueError) as error:
+    training.load_config(str(tmp_path))
+  message = str(error.value)
+  assert str(tmp_path / "config.json") in message
+  assert "not valid JSON" in message and "new --workdir" in message
+  with pytest.raises(ValueError, match="not valid JSON"):
+    training.train(str(tmp_path), DATA, MODEL, config())
