@@ -28,6 +28,25 @@ from pixelcnnpp import networks
 from pixelcnnpp import sampling
 
 
+def _batch_size(images):
+  """The batch size, a Python int where the shape says it."""
+  return images.shape[0] if images.shape[0] is not None else tf.shape(
+      images)[0]
+
+
+def _check(condition, message, detail=lambda: ""):
+  """Raises ValueError(message + detail()) if `condition` is False: at once
+  when eager or known while tracing, and otherwise as
+  InvalidArgumentError(message) when the traced function runs."""
+  known = tf.get_static_value(condition)
+  if tf.executing_eagerly() or known is not None:
+    if not bool(known if known is not None else condition):
+      raise ValueError(message + (detail() if tf.executing_eagerly()
+                                  else ""))
+  else:
+    tf.debugging.Assert(condition, [message])
+
+
 class ImageError(ValueError):
   """Images of the wrong shape, type or range."""
 
@@ -133,20 +152,38 @@ class AutoregressiveModel(tf.Module):
     labels = tf.convert_to_tensor(labels)
     if labels.shape.rank == 0:
       labels = tf.fill([batch_size or 1], labels)
+    if labels.shape.rank not in (1, 2) or (
+        labels.shape.rank == 2 and labels.shape[-1] != self.num_classes):
+      raise ValueError(f"labels must be integers [batch] or one-hot "
+                       f"[batch, {self.num_classes}], got shape "
+                       f"{labels.shape}")
+    if batch_size is not None:
+      num_labels = labels.shape[0]
+      num_images = tf.get_static_value(batch_size)
+      if num_labels is not None and num_images is not None:
+        same = num_labels == int(num_images)
+      else:
+        same = tf.equal(tf.shape(labels)[0], batch_size)
+      _check(same,
+             "there must be one label per image",
+             lambda: f": got {labels.shape[0]} labels for "
+                     f"{int(batch_size)} images")
     if labels.shape.rank == 1:
       if not labels.dtype.is_integer:
         raise ValueError(f"integer labels expected, got {labels.dtype}")
-      if tf.executing_eagerly():
-        values = labels.numpy()
-        if values.size and (values.min() < 0
-                            or values.max() >= self.num_classes):
-          raise ValueError(f"labels must lie in 0..{self.num_classes - 1}, "
-                           f"got {values.min()}..{values.max()}")
+      low = tf.reduce_min(labels) if labels.shape[0] != 0 else 0
+      high = tf.reduce_max(labels) if labels.shape[0] != 0 else 0
+      _check(tf.logical_and(low >= 0, high < self.num_classes),
+             f"labels must lie in 0..{self.num_classes - 1}",
+             lambda: f", got {int(low)}..{int(high)}")
       return tf.one_hot(labels, self.num_classes, dtype=self.dtype)
-    if labels.shape.rank == 2 and labels.shape[-1] == self.num_classes:
-      return tf.cast(labels, self.dtype)
-    raise ValueError(f"labels must be integers [batch] or one-hot "
-                     f"[batch, {self.num_classes}], got shape {labels.shape}")
+    # One-hot rows; soft ones, weights summing to 1, are let through.
+    rows = tf.cast(labels, tf.float64)
+    _check(tf.reduce_all(tf.logical_and(rows >= 0, tf.abs(
+        tf.reduce_sum(rows, axis=-1, keepdims=True) - 1) < 1e-3)),
+           "one-hot labels must be rows of numbers >= 0 (not NaN) that "
+           "sum to 1")
+    return tf.cast(labels, self.dtype)
 
   def params(self, images, labels=None, training=False, dropout_seed=None):
     """The head's parameters at every pixel, [B, H, W, num_params].
@@ -162,7 +199,7 @@ class AutoregressiveModel(tf.Module):
     return self._params(images, labels, training, dropout_seed)
 
   def _params(self, images, labels, training, dropout_seed):
-    labels = self.one_hot_labels(labels, tf.shape(images)[0])
+    labels = self.one_hot_labels(labels, _batch_size(images))
     if training and dropout_seed is None:
       dropout_seed = self.dropout_rng.make_seeds(1)[:, 0]
     ops = networks.FullPass(training=training, dropout_seed=dropout_seed)
@@ -207,7 +244,7 @@ class AutoregressiveModel(tf.Module):
     untouched. Works eagerly and inside `tf.function`.
     """
     images = self.check_images(images)
-    labels = self.one_hot_labels(labels, tf.shape(images)[0])
+    labels = self.one_hot_labels(labels, _batch_size(images))
     self.network.forward(images, labels, networks.FullPass(init=True))
 
   def sample(self, num, seed=0, temperature=1.0, labels=None, prefix=None,

@@ -148,11 +148,35 @@ def test_unconditional_model_rejects_labels(model):
     (np.array([-1]), r"labels must lie in 0\.\.2"),
     (np.array([0.0]), r"integer labels expected"),
     (np.ones((1, 4)), r"one-hot \[batch, 3\], got shape \(1, 4\)"),
+    (np.array([0, 1]), r"one label per image: got 2 labels for 1 images"),
+    (np.full((1, 3), np.nan), r"one-hot labels must be rows of numbers"),
+    (np.zeros((1, 3)), r"one-hot labels must be rows of numbers"),
+    (np.array([[2.0, 0.0, 0.0]]), r"one-hot labels must be rows"),
+    (np.array([[1.5, -0.5, 0.0]]), r"one-hot labels must be rows"),
 ])
 def test_conditional_model_needs_valid_labels(conditional, labels, message):
-  """A conditional model requires labels, in range and of the right shape."""
+  """A conditional model requires labels, in range and of the right shape,
+  one per image; inside a traced function too."""
+  images = np.zeros((1,) + SHAPE, np.int32)
   with pytest.raises(ValueError, match=message):
-    conditional.log_prob(np.zeros((1,) + SHAPE, np.int32), labels)
+    conditional.log_prob(images, labels)
+  if labels is None or labels.dtype.kind == "f" and labels.ndim == 1:
+    return
+  # Shapes are checked while tracing, values when the function runs.
+  traced = tf.function(conditional.log_prob)
+  expected = (ValueError if labels.ndim == 2 and labels.shape[1] != 3
+              or len(labels) != 1 else tf.errors.InvalidArgumentError)
+  with pytest.raises(expected,
+                     match=message.split(":")[0].split(", got")[0]):
+    traced(tf.constant(images), tf.constant(labels))
+
+
+def test_soft_labels_are_accepted(conditional):
+  """Rows of class weights summing to 1 are let through, as a mixture of
+  the classes' biases."""
+  images = np.zeros((1,) + SHAPE, np.int32)
+  soft = conditional.log_prob(images, np.array([[0.5, 0.5, 0.0]]))
+  assert np.isfinite(soft.numpy()).all()
 
 
 @pytest.mark.parametrize("shape,stages", [
