@@ -204,6 +204,8 @@ def test_labels_flag_gives_each_image_its_class():
   scored = evaluation.evaluate_images(model, images, batch_size=2,
                                       labels=labels)
   expected = model.bits_per_dim(images, labels).numpy()
-  np.testing.assert_allclose(scored["per_image"], expected, rtol=1e-6)
+  # Batches of 2 and of 5 add up float32 terms in other orders.
+  np.testing.assert_allclose(scored["per_image"], expected, rtol=0,
+                             atol=1e-4)
   other = model.bits_per_dim(images, (labels + 1) % 3).numpy()
-  assert np.abs(other - expected).max() > 1e-4
+  assert np.abs(other - expected).min() > 1e-3
