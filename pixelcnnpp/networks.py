@@ -21,11 +21,21 @@ stream), so that it need not be recomputed while the pixels of row i are
 drawn.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from pixelcnnpp import layers
 from pixelcnnpp.likelihoods import scale_images
 
+
+
+def check_image_shape(image_shape):
+  """ValueError unless `image_shape` is three positive integers."""
+  shape = tuple(image_shape)
+  if len(shape) != 3 or not all(
+      isinstance(n, (int, np.integer)) and n >= 1 for n in shape):
+    raise ValueError(f"image_shape must be (height, width, channels), "
+                     f"three positive integers, not {image_shape}")
 
 class FullPass:
   """Runs layers on whole images, turned by 180 degrees.
@@ -224,9 +234,8 @@ class PixelCNNPlusPlusNetwork(tf.Module):
                num_hierarchies=2, dropout_p=0.5, num_classes=0,
                weight_norm=True, dtype=tf.float32, name=None):
     super().__init__(name=name)
+    check_image_shape(image_shape)
     height, width, channels = image_shape
-    if min(image_shape) < 1:
-      raise ValueError(f"image_shape must be positive, not {image_shape}")
     if num_hierarchies < 1 or num_resnet < 1 or num_filters < 1:
       raise ValueError("num_hierarchies, num_resnet and num_filters must "
                        "each be at least 1")
@@ -364,8 +373,7 @@ class _StackedNetwork(tf.Module):
                first_kernel_size, kernel_size, dropout_p, num_classes, dtype,
                name):
     super().__init__(name=name)
-    if min(image_shape) < 1:
-      raise ValueError(f"image_shape must be positive, not {image_shape}")
+    check_image_shape(image_shape)
     if num_filters < 1 or num_layers < 0:
       raise ValueError("num_filters must be at least 1 and num_layers at "
                        "least 0")

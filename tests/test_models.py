@@ -258,7 +258,11 @@ def test_float32_agrees_with_float64_on_same_weights(build_model):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(image_shape=(0, 5, 1)), "image_shape must be positive"),
+    (dict(image_shape=(0, 5, 1)), r"image_shape must be \(height, width, "
+     r"channels\), three positive integers, not \(0, 5, 1\)"),
+    (dict(image_shape=(28, 28)), r"three positive integers, not \(28, 28\)"),
+    (dict(image_shape=(4.0, 5, 1)), "three positive integers"),
+    (dict(num_logistic_mix=0), "num_logistic_mix must be at least 1"),
     (dict(dropout_p=1.0), r"dropout_p must be in \[0, 1\)"),
     (dict(dropout_p=0.999), r"dropout_p must be .* at most 0.998"),
     (dict(num_hierarchies=0), "at least 1"),

@@ -649,6 +649,15 @@ def test_same_seed_same_images_other_seed_other_images(samples, method):
   assert not np.array_equal(images[0], images[1])
 
 
+@pytest.mark.parametrize("seed, message", [
+    (1.5, r"seed must be an integer or a pair of integers, not float32 1\.5"),
+    ([1, 2, 3], r"not shape \(3,\)"),
+])
+def test_bad_seed_is_a_clear_error(tiny_model, seed, message):
+  with pytest.raises(ValueError, match=message):
+    tiny_model().sample(NUM, seed=seed)
+
+
 def test_numpy_integer_seed_works_like_python_int(tiny_model):
   model = tiny_model()
   np.testing.assert_array_equal(model.sample(NUM, seed=np.int64(7)),
