@@ -19,7 +19,8 @@ from absl import logging
 from pixelcnnpp import data
 from pixelcnnpp import evaluation
 
-flags.DEFINE_string("workdir", None, "Work directory of a training run.")
+flags.DEFINE_string("workdir", None, "Work directory of a training run "
+                    "(required).")
 flags.DEFINE_enum("split", "test", ["test", "train"],
                   "Split of the run's data set to score.")
 flags.DEFINE_string("images", None,
@@ -48,6 +49,10 @@ flags.DEFINE_string("output", None,
 FLAGS = flags.FLAGS
 
 
+# Batches between progress lines.
+_LOG_EVERY = 8
+
+
 def _score(model, config):
   """Scores --images or a split of the run's data: (result, what)."""
   if FLAGS.images:
@@ -56,7 +61,8 @@ def _score(model, config):
         skip_bad_files=FLAGS.skip_bad_files)
     labels = evaluation.labels_from_flag(FLAGS.labels, model, len(images))
     result = evaluation.evaluate_images(model, images, FLAGS.batch_size,
-                                        labels=labels)
+                                        labels=labels,
+                                        log_every=_LOG_EVERY)
     return result, FLAGS.images
 
   data_config = dict(config["data"])
@@ -66,7 +72,8 @@ def _score(model, config):
   dataset = data.load(**data_config)
   split = dataset.test if FLAGS.split == "test" else dataset.train
   result = evaluation.evaluate(model, split, FLAGS.batch_size,
-                               conditional=conditional)
+                               conditional=conditional,
+                               log_every=_LOG_EVERY)
   return result, f"{dataset.source}, {FLAGS.split} split"
 
 

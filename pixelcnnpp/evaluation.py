@@ -23,7 +23,7 @@ USER_ERRORS = (FileNotFoundError, data.DataSourceError, models.ImageError,
 
 
 def evaluate(model, dataset, batch_size=250, max_images=None,
-             conditional=False):
+             conditional=False, log_every=None):
   """Bits/dim of `model` over a data set, every image counted once.
 
   Args:
@@ -32,6 +32,8 @@ def evaluate(model, dataset, batch_size=250, max_images=None,
     batch_size: images per forward pass (the last batch may be smaller).
     max_images: evaluate the first this many images only; None for all.
     conditional: pass the labels to the model.
+    log_every: log the images scored so far, and their mean, every this
+      many batches; None for no log.
 
   Returns:
     {"bits_per_dim": mean over images, "stderr": its standard error over
@@ -44,10 +46,20 @@ def evaluate(model, dataset, batch_size=250, max_images=None,
   for element in dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE):
     labels = element["label"] if conditional else None
     per_image.append(score(element["image"], labels).numpy())
+    _log_progress(per_image, log_every)
   return summarize(np.concatenate(per_image) if per_image else np.zeros(0))
 
 
-def evaluate_images(model, images, batch_size=250, labels=None):
+def _log_progress(per_image, log_every):
+  """Logs the count and mean so far after every `log_every` batches."""
+  if log_every and len(per_image) % log_every == 0:
+    scored = np.concatenate(per_image)
+    logging.info("%d images scored, %.4f bits/dim so far", scored.size,
+                 scored.mean())
+
+
+def evaluate_images(model, images, batch_size=250, labels=None,
+                    log_every=None):
   """Like `evaluate`, for an array of images uint8 [N, H, W, C]."""
   images = model.check_images(images)
   score = _scorer(model)
@@ -57,6 +69,7 @@ def evaluate_images(model, images, batch_size=250, labels=None):
                                                       batch_size]
     per_image.append(
         score(images[start:start + batch_size], batch_labels).numpy())
+    _log_progress(per_image, log_every)
   return summarize(np.concatenate(per_image) if per_image else np.zeros(0))
 
 

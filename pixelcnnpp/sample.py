@@ -19,7 +19,8 @@ from pixelcnnpp import evaluation
 from pixelcnnpp import image_grid
 from pixelcnnpp import sampling
 
-flags.DEFINE_string("workdir", None, "Work directory of a training run.")
+flags.DEFINE_string("workdir", None, "Work directory of a training run "
+                    "(required).")
 flags.DEFINE_integer("num", 64, "Number of images.")
 flags.DEFINE_string("out", "samples.png", "PNG file for the grid.")
 flags.DEFINE_string("npz", None,

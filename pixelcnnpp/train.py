@@ -4,8 +4,8 @@ A rerun with the same --workdir resumes from its latest checkpoint. The
 defaults are a small model that shows progress within minutes on two CPU
 cores; the paper's CIFAR-10 configuration is
 
-  --num_filters=160 --num_resnet=5 --num_hierarchies=3 \
-  --num_logistic_mix=10 --dropout_p=0.5 --batch_size=16 \
+  --num_filters=160 --num_resnet=5 --num_hierarchies=3
+  --num_logistic_mix=10 --dropout_p=0.5 --batch_size=16
   --learning_rate=1e-3 --lr_decay=0.999995
 
 --strategy spreads training over the GPUs of a machine, several machines
@@ -28,7 +28,8 @@ _DEFAULTS = training.TrainConfig()
 
 flags.DEFINE_string("workdir", None,
                     "Directory for checkpoints, config.json, TensorBoard "
-                    "logs and sample grids; rerun with it to resume.")
+                    "logs and sample grids; rerun with it to resume "
+                    "(required).")
 flags.DEFINE_string("dataset", "mnist",
                     "mnist, fashion_mnist, cifar10, any TFDS image data "
                     "set, or a directory of PNG/JPEG images (per-class "

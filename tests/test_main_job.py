@@ -5,6 +5,7 @@ IDX files in ../shared/data/mnist.
 """
 
 import json
+import logging
 import os
 import pathlib
 import subprocess
@@ -13,6 +14,7 @@ import sys
 from absl import app
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from pixelcnnpp import evaluation
 from pixelcnnpp import models
@@ -209,3 +211,25 @@ def test_labels_flag_gives_each_image_its_class():
                              atol=1e-4)
   other = model.bits_per_dim(images, (labels + 1) % 3).numpy()
   assert np.abs(other - expected).min() > 1e-3
+
+
+def test_evaluation_logs_its_progress(caplog):
+  """Every `log_every` batches: the images scored and their mean so far."""
+  model = models.build("pixelcnnpp", image_shape=(4, 4, 1), num_filters=4,
+                       num_hierarchies=1, dropout_p=0.0)
+  images = np.random.default_rng(0).integers(0, 256, (5, 4, 4, 1),
+                                             dtype=np.uint8)
+  expected = model.bits_per_dim(images).numpy()
+  caplog.set_level(logging.INFO, logger="absl")
+  evaluation.evaluate_images(model, images, batch_size=2, log_every=2)
+  lines = [r.getMessage() for r in caplog.records if "scored" in
+           r.getMessage()]
+  assert lines == [f"4 images scored, {expected[:4].mean():.4f} bits/dim "
+                   f"so far"]
+  caplog.clear()
+  dataset = tf.data.Dataset.from_tensor_slices({"image": images,
+                                                "label": np.zeros(5)})
+  evaluation.evaluate(model, dataset, batch_size=2, log_every=1)
+  counts = [r.getMessage().split()[0] for r in caplog.records
+            if "scored" in r.getMessage()]
+  assert counts == ["2", "4", "5"]
