@@ -271,6 +271,21 @@ def test_causal_jacobian_and_no_look_ahead(staged_model, name, likelihood,
     assert_first_pixel_unconditional(model, training)
 
 
+@pytest.mark.parametrize("shape", [(7, 9, 1), (9, 7, 3)])
+@pytest.mark.parametrize("name", BUILDERS)
+def test_causal_at_odd_non_square_sizes(name, shape):
+  """Checks 1, 2 and 4 again, for the mixture head, after initialisation,
+  at odd heights and widths, grey and colour."""
+  model = build(name, "mixture", shape=shape, seed=3)
+  model.initialize(random_images(8, shape, seed=4))
+  image = random_images(1, shape, seed=5)[0]
+  for training in (False, True):
+    assert_causal_jacobian(seen_inputs(model, training=training, seed=5),
+                           shape)
+    assert_future_changes_invisible(model, image, training)
+    assert_first_pixel_unconditional(model, training)
+
+
 @pytest.mark.parametrize("name", BUILDERS)
 def test_conditional_model_is_causal_and_first_pixel_sees_only_label(name):
   model = build(name, num_classes=3, seed=8)
