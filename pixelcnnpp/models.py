@@ -43,8 +43,8 @@ def _check(condition, message, detail=lambda: ""):
     if not bool(known if known is not None else condition):
       raise ValueError(message + (detail() if tf.executing_eagerly()
                                   else ""))
-  else:
-    tf.debugging.Assert(condition, [message])
+    return []
+  return [tf.debugging.Assert(condition, [message])]
 
 
 class ImageError(ValueError):
@@ -151,12 +151,14 @@ class AutoregressiveModel(tf.Module):
                        f"vectors of length {self.num_classes}")
     labels = tf.convert_to_tensor(labels)
     if labels.shape.rank == 0:
-      labels = tf.fill([batch_size or 1], labels)
+      labels = tf.fill([1 if batch_size is None else batch_size], labels)
     if labels.shape.rank not in (1, 2) or (
         labels.shape.rank == 2 and labels.shape[-1] != self.num_classes):
       raise ValueError(f"labels must be integers [batch] or one-hot "
                        f"[batch, {self.num_classes}], got shape "
                        f"{labels.shape}")
+    # Run-time checks, which the labels returned wait for.
+    checks = []
     if batch_size is not None:
       num_labels = labels.shape[0]
       num_images = tf.get_static_value(batch_size)
@@ -164,26 +166,29 @@ class AutoregressiveModel(tf.Module):
         same = num_labels == int(num_images)
       else:
         same = tf.equal(tf.shape(labels)[0], batch_size)
-      _check(same,
-             "there must be one label per image",
-             lambda: f": got {labels.shape[0]} labels for "
-                     f"{int(batch_size)} images")
+      checks += _check(same,
+                       "there must be one label per image",
+                       lambda: f": got {labels.shape[0]} labels for "
+                               f"{int(batch_size)} images")
     if labels.shape.rank == 1:
       if not labels.dtype.is_integer:
         raise ValueError(f"integer labels expected, got {labels.dtype}")
+      labels = tf.cast(labels, tf.int64)
       low = tf.reduce_min(labels) if labels.shape[0] != 0 else 0
       high = tf.reduce_max(labels) if labels.shape[0] != 0 else 0
-      _check(tf.logical_and(low >= 0, high < self.num_classes),
-             f"labels must lie in 0..{self.num_classes - 1}",
-             lambda: f", got {int(low)}..{int(high)}")
-      return tf.one_hot(labels, self.num_classes, dtype=self.dtype)
+      checks += _check(tf.logical_and(low >= 0, high < self.num_classes),
+                       f"labels must lie in 0..{self.num_classes - 1}",
+                       lambda: f", got {int(low)}..{int(high)}")
+      with tf.control_dependencies(checks):
+        return tf.one_hot(labels, self.num_classes, dtype=self.dtype)
     # One-hot rows; soft ones, weights summing to 1, are let through.
     rows = tf.cast(labels, tf.float64)
-    _check(tf.reduce_all(tf.logical_and(rows >= 0, tf.abs(
+    checks += _check(tf.reduce_all(tf.logical_and(rows >= 0, tf.abs(
         tf.reduce_sum(rows, axis=-1, keepdims=True) - 1) < 1e-3)),
-           "one-hot labels must be rows of numbers >= 0 (not NaN) that "
-           "sum to 1")
-    return tf.cast(labels, self.dtype)
+                     "one-hot labels must be rows of numbers >= 0 (not NaN) "
+                     "that sum to 1")
+    with tf.control_dependencies(checks):
+      return tf.identity(tf.cast(labels, self.dtype))
 
   def params(self, images, labels=None, training=False, dropout_seed=None):
     """The head's parameters at every pixel, [B, H, W, num_params].

@@ -577,10 +577,8 @@ def sample(model, num, seed=0, temperature=1.0, labels=None, prefix=None,
   height, width, channels = model.image_shape
   if not isinstance(num, (int, np.integer)) or num < 1:
     raise ValueError(f"num must be a positive integer, not {num!r}")
+  # One label per image, or one for all, checked there.
   labels = model.one_hot_labels(labels, num)
-  if labels is not None and labels.shape[0] != num:
-    raise ValueError(f"got {labels.shape[0]} labels for num={num} images: "
-                     f"pass one label per image, or a single label")
   if prefix is None and prefix_length is not None:
     raise ValueError("prefix_length needs prefix, the images to complete")
   if prefix is None:

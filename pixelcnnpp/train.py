@@ -161,6 +161,9 @@ def main(argv):
                   "dropout_p": FLAGS.dropout_p,
                   "channel_coupling": FLAGS.channel_coupling}
   try:
+    if FLAGS.num_epochs is not None and FLAGS.num_epochs < 1:
+      raise ValueError(f"num_epochs must be at least 1, not "
+                       f"{FLAGS.num_epochs}")
     train_config = _train_config()
   except ValueError as e:
     logging.error("--%s", e)

@@ -96,13 +96,20 @@ class TrainConfig:
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be 0 or more, not "
                          f"{getattr(self, name)}")
-    if not self.learning_rate > 0:
-      raise ValueError(f"learning_rate must be positive, not "
+    if not 0 < self.learning_rate < float("inf"):
+      raise ValueError(f"learning_rate must be positive and finite, not "
                        f"{self.learning_rate}")
-    for name in ("lr_decay", "beta_1", "beta_2", "polyak_decay"):
+    if not self.max_minutes < float("inf"):
+      raise ValueError(f"max_minutes must be finite (0 for no limit), not "
+                       f"{self.max_minutes}")
+    for name in ("lr_decay", "polyak_decay"):
       value = getattr(self, name)
       if not 0 <= value <= 1:
         raise ValueError(f"{name} must lie in [0, 1], not {value}")
+    for name in ("beta_1", "beta_2"):
+      value = getattr(self, name)
+      if not 0 <= value < 1:
+        raise ValueError(f"{name} must lie in [0, 1), not {value}")
 
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -509,15 +516,24 @@ def load_config(workdir):
 
 
 def _read_json(path):
-  """A run's config.json; ValueError, naming it, if it is not JSON."""
-  with open(path) as f:
+  """A run's config.json; ValueError, naming it, if it is not one."""
+  with open(path, "rb") as f:
     try:
-      return json.load(f)
-    except json.JSONDecodeError as error:
-      raise ValueError(
-          f"{path} is not valid JSON ({error}): it holds the run's "
-          f"configuration, as pixelcnnpp.train wrote it. Restore it from "
-          f"a backup, or use a new --workdir.") from None
+      config = json.loads(f.read().decode("utf-8"))
+      problem = None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+      problem = f"is not valid JSON ({error})"
+  if problem is None and not (
+      isinstance(config, dict)
+      and all(isinstance(config.get(part), dict)
+              for part in ("model", "data", "train"))):
+    problem = "lacks the \"model\", \"data\" and \"train\" sections"
+  if problem:
+    raise ValueError(
+        f"{path} {problem}: it holds the run's configuration, as "
+        f"pixelcnnpp.train wrote it. Restore it from a backup, or use a "
+        f"new --workdir.")
+  return config
 
 
 def _progress(total, initial):

@@ -171,6 +171,31 @@ def test_conditional_model_needs_valid_labels(conditional, labels, message):
     traced(tf.constant(images), tf.constant(labels))
 
 
+def test_labels_in_a_function_of_any_batch_size(conditional):
+  """Under an input signature with no batch size: one label for all, one
+  per image, and a wrong count refused when the function runs."""
+  images = np.random.default_rng(1).integers(0, 256, (3,) + SHAPE)
+  eager = conditional.log_prob(images, np.array([2, 2, 2])).numpy()
+  spec = tf.TensorSpec([None] + list(SHAPE), tf.int32)
+  one_for_all = tf.function(conditional.log_prob, input_signature=[
+      spec, tf.TensorSpec([], tf.int32)])
+  np.testing.assert_allclose(one_for_all(images, 2).numpy(), eager,
+                             rtol=1e-4)
+  per_image = tf.function(conditional.log_prob, input_signature=[
+      spec, tf.TensorSpec([None], tf.int32)])
+  np.testing.assert_allclose(per_image(images, [2, 2, 2]).numpy(), eager,
+                             rtol=1e-4)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="one label per image"):
+    per_image(images, [2, 2])
+  draw = tf.function(
+      lambda labels: conditional.sample(2, seed=1, labels=labels),
+      input_signature=[tf.TensorSpec([None], tf.int32)])
+  np.testing.assert_array_equal(draw([0, 2]).numpy(),
+                                conditional.sample(2, seed=1,
+                                                   labels=[0, 2]).numpy())
+
+
 def test_soft_labels_are_accepted(conditional):
   """Rows of class weights summing to 1 are let through, as a mixture of
   the classes' biases."""

@@ -226,9 +226,13 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     (dict(num_steps=-5), "num_steps must be at least 1, not -5"),
     (dict(checkpoint_every=0), "checkpoint_every must be at least 1"),
     (dict(eval_images=-1), "eval_images must be 0 or more, not -1"),
-    (dict(learning_rate=-1.0), "learning_rate must be positive, not -1.0"),
+    (dict(learning_rate=-1.0), "learning_rate must be positive and "
+     "finite, not -1.0"),
     (dict(learning_rate=float("nan")), "learning_rate must be positive"),
+    (dict(learning_rate=float("inf")), "learning_rate must be positive"),
+    (dict(max_minutes=float("nan")), "max_minutes must be finite"),
     (dict(polyak_decay=1.5), "polyak_decay must lie in [0, 1], not 1.5"),
+    (dict(beta_1=1.0), "beta_1 must lie in [0, 1), not 1.0"),
 ])
 def test_impossible_settings_are_refused_at_once(setting, message):
   with pytest.raises(ValueError) as error:
@@ -245,12 +249,18 @@ def test_a_model_that_cannot_be_built_leaves_the_workdir_alone(tmp_path):
   assert not (workdir / "config.json").exists()
 
 
-def test_corrupt_config_is_named(tmp_path):
-  (tmp_path / "config.json").write_text('{"data": ')
+@pytest.mark.parametrize("content, problem", [
+    (b'{"data": ', "not valid JSON"), (b"\xff\xfe\x00garbage", "not valid JSON"),
+    (b"[]", "lacks the"), (b'{"model": {}, "data": {}}', "lacks the"),
+])
+def test_corrupt_config_is_named(tmp_path, content, problem):
+  (tmp_path / "config.json").write_bytes(content)
   with pytest.raises(ValueError) as error:
     training.load_config(str(tmp_path))
   message = str(error.value)
   assert str(tmp_path / "config.json") in message
-  assert "not valid JSON" in message and "new --workdir" in message
+  assert problem in message and "new --workdir" in message
+  if problem == "lacks the":
+    return
   with pytest.raises(ValueError, match="not valid JSON"):
     training.train(str(tmp_path), DATA, MODEL, config())
