@@ -173,22 +173,25 @@ class AutoregressiveModel(tf.Module):
     if labels.shape.rank == 1:
       if not labels.dtype.is_integer:
         raise ValueError(f"integer labels expected, got {labels.dtype}")
-      labels = tf.cast(labels, tf.int64)
       low = tf.reduce_min(labels) if labels.shape[0] != 0 else 0
       high = tf.reduce_max(labels) if labels.shape[0] != 0 else 0
       checks += _check(tf.logical_and(low >= 0, high < self.num_classes),
                        f"labels must lie in 0..{self.num_classes - 1}",
                        lambda: f", got {int(low)}..{int(high)}")
+      # int32, which tf.one_hot takes on every device, holds any label
+      # that passed the check.
       with tf.control_dependencies(checks):
-        return tf.one_hot(labels, self.num_classes, dtype=self.dtype)
+        return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes,
+                          dtype=self.dtype)
     # One-hot rows; soft ones, weights summing to 1, are let through.
-    rows = tf.cast(labels, tf.float64)
+    # Checked in the model's dtype: a TPU has no float64.
+    rows = tf.cast(labels, self.dtype)
     checks += _check(tf.reduce_all(tf.logical_and(rows >= 0, tf.abs(
         tf.reduce_sum(rows, axis=-1, keepdims=True) - 1) < 1e-3)),
                      "one-hot labels must be rows of numbers >= 0 (not NaN) "
                      "that sum to 1")
     with tf.control_dependencies(checks):
-      return tf.identity(tf.cast(labels, self.dtype))
+      return tf.identity(rows)
 
   def params(self, images, labels=None, training=False, dropout_seed=None):
     """The head's parameters at every pixel, [B, H, W, num_params].

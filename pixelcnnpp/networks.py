@@ -28,7 +28,6 @@ from pixelcnnpp import layers
 from pixelcnnpp.likelihoods import scale_images
 
 
-
 def check_image_shape(image_shape):
   """ValueError unless `image_shape` is three positive integers."""
   shape = tuple(image_shape)
@@ -36,6 +35,7 @@ def check_image_shape(image_shape):
       isinstance(n, (int, np.integer)) and n >= 1 for n in shape):
     raise ValueError(f"image_shape must be (height, width, channels), "
                      f"three positive integers, not {image_shape}")
+
 
 class FullPass:
   """Runs layers on whole images, turned by 180 degrees.

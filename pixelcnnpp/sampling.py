@@ -595,10 +595,10 @@ def sample(model, num, seed=0, temperature=1.0, labels=None, prefix=None,
                        f"{known}")
   if isinstance(seed, (int, np.integer)):
     seed = [int(seed), 0]
-  seed = tf.convert_to_tensor(seed)
+  given, seed = seed, tf.convert_to_tensor(seed)
   if not seed.dtype.is_integer:
     raise ValueError(f"seed must be an integer or a pair of integers, not "
-                     f"{seed.dtype.name} {seed.numpy()}")
+                     f"{seed.dtype.name} {given!r}")
   seed = tf.cast(seed, tf.int32)
   if seed.shape != (2,):
     raise ValueError(f"seed must be an integer or a pair of integers, not "
